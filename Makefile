@@ -1,0 +1,42 @@
+# Development entry points. Every target creates the virtual environment it needs.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# torch and torchvision are pinned here (not in pyproject) so that pip takes the locally cached
+# build; users install any torch >= 2.2.
+TORCH_PIN ?= torch==2.14.1 torchvision==0.29.1
+DEMO_ARGS ?=
+
+.PHONY: demo test lint typecheck docs wheel clean
+
+$(BIN)/.stamp-dev: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q $(TORCH_PIN)
+	$(BIN)/python -m pip install -q -e ".[dev]"
+	touch $@
+
+demo: $(BIN)/.stamp-dev
+	$(BIN)/python examples/demo.py $(DEMO_ARGS)
+
+test: $(BIN)/.stamp-dev
+	$(BIN)/ruff check src tests examples benchmarks
+	$(BIN)/ruff format --check src tests examples benchmarks
+	$(BIN)/mypy
+	$(BIN)/python -m pytest -n 2 --dist loadgroup
+
+lint: $(BIN)/.stamp-dev
+	$(BIN)/ruff check src tests examples benchmarks
+	$(BIN)/ruff format --check src tests examples benchmarks
+
+typecheck: $(BIN)/.stamp-dev
+	$(BIN)/mypy
+
+docs: $(BIN)/.stamp-dev
+	$(BIN)/mkdocs build --strict
+
+wheel: $(BIN)/.stamp-dev
+	$(BIN)/python -m build
+
+clean:
+	rm -rf $(VENV) build dist site .pytest_cache .mypy_cache .ruff_cache
