@@ -14,6 +14,9 @@ $(BIN)/.stamp-dev: pyproject.toml
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q $(TORCH_PIN)
 	$(BIN)/python -m pip install -q -e ".[dev]"
+	# xtcocotools' published wheels are built against numpy 1.x; rebuild it against the installed numpy.
+	$(BIN)/python -m pip install -q cython setuptools wheel
+	$(BIN)/python -m pip install -q --no-build-isolation --no-binary xtcocotools --force-reinstall --no-deps xtcocotools
 	touch $@
 
 demo: $(BIN)/.stamp-dev

@@ -1,0 +1,451 @@
+"""SimCC codec: keypoints <-> 1-D Gaussian coordinate-classification labels.
+
+SimCC (Li et al., ECCV 2022) predicts, per keypoint, one distribution over ``Wx`` horizontal bins and
+one over ``Hy`` vertical bins. With split ratio ``r``, ``Wx = round(W * r)`` and ``Hy = round(H * r)``
+for an ``H x W`` input crop.
+
+Coordinate convention (shared by encode, decode and flip-back): crop pixel coordinates have pixel
+centres at integers (``x = 0`` is the centre of the first column); bin ``i`` has its centre at bin
+coordinate ``i``, and crop ``x`` maps to bin coordinate ``x * r``. Decoding divides the bin index by
+``r``, so encode -> decode recovers a keypoint to within ``0.5 / r`` pixels.
+
+Visibility flags are COCO flags at this boundary: ``v = 0`` not labelled, ``v = 1`` labelled but
+occluded, ``v = 2`` labelled and visible (see :func:`visattn.visibility.flags_to_visible` for the bool
+``visible`` used inside the package). Both labelled kinds get weight 1 here.
+
+Shape alphabet: B batch, K keypoints, Wx / Hy SimCC bins, H x W input crop.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any, NamedTuple
+
+import torch
+
+from visattn._checks import check_flags, check_positive_float, check_size_pair, check_tensor
+
+__all__ = [
+    "SimCCCodec",
+    "SimCCTargets",
+    "simcc_decode",
+    "simcc_encode",
+    "simcc_flip_back",
+]
+
+
+class SimCCTargets(NamedTuple):
+    """Training targets produced by :func:`simcc_encode`.
+
+    Attributes:
+        x_labels: ``(B, K, Wx)`` horizontal labels (all zero where the weight is 0).
+        y_labels: ``(B, K, Hy)`` vertical labels (all zero where the weight is 0).
+        weights: ``(B, K)`` keypoint weights, 1.0 or 0.0.
+    """
+
+    x_labels: torch.Tensor
+    y_labels: torch.Tensor
+    weights: torch.Tensor
+
+
+# ---------------------------------------------------------------------------------------------------
+# helpers shared with the heatmap codec (private)
+
+
+def _sigma_pair(name: str, sigma: Any) -> tuple[float, float]:
+    """``sigma`` as ``(sigma_x, sigma_y)``; a number means the same value for both axes."""
+    if isinstance(sigma, (tuple, list)):
+        if len(sigma) != 2:
+            raise ValueError(f"{name} must be a number or a pair (sigma_x, sigma_y), got {sigma!r}")
+        return check_positive_float(f"{name}[0]", sigma[0]), check_positive_float(f"{name}[1]", sigma[1])
+    value = check_positive_float(name, sigma)
+    return value, value
+
+
+def _batch_keypoints(keypoints: Any, flags: Any) -> tuple[torch.Tensor, torch.Tensor, bool]:
+    """Validate keypoints/flags and return them batched as ``(B, K, 2)``, ``(B, K)`` + unbatched flag."""
+    if not isinstance(keypoints, torch.Tensor):
+        raise TypeError(
+            f"keypoints must be a torch.Tensor (B, K, 2) or (K, 2), got {type(keypoints).__name__}"
+        )
+    if not isinstance(flags, torch.Tensor):
+        raise TypeError(f"flags must be a torch.Tensor (B, K) or (K,), got {type(flags).__name__}")
+    if keypoints.dim() == 2:
+        kp = check_tensor("keypoints", keypoints, "K C", floating=True, C=2)
+        fl = check_flags("flags", flags, "K", K=kp.shape[0])
+        kp, fl, unbatched = kp.unsqueeze(0), fl.unsqueeze(0), True
+    elif keypoints.dim() == 3:
+        kp = check_tensor("keypoints", keypoints, "B K C", floating=True, C=2)
+        fl = check_flags("flags", flags, "B K", B=kp.shape[0], K=kp.shape[1])
+        unbatched = False
+    else:
+        raise ValueError(f"keypoints must be (B, K, 2) or (K, 2), got {tuple(keypoints.shape)}")
+    if fl.dtype == torch.bool:
+        raise TypeError(
+            "flags must be COCO flags 0/1/2 (integer or float), got a bool tensor: the codec needs to "
+            "tell unlabelled (v = 0) from occluded (v = 1) keypoints"
+        )
+    labelled = fl > 0
+    if bool((labelled & ~torch.isfinite(kp).all(-1)).any()):
+        raise ValueError("keypoints must be finite for every labelled keypoint (flag 1 or 2)")
+    return kp, fl, unbatched
+
+
+def _flip_index_tensor(flip_index: Any, num_keypoints: int, device: torch.device) -> torch.Tensor:
+    """Validate a flip permutation of length K and return it as a ``long`` tensor on ``device``."""
+    if isinstance(flip_index, torch.Tensor):
+        if flip_index.dim() != 1 or flip_index.is_floating_point() or flip_index.dtype == torch.bool:
+            raise TypeError(
+                f"flip_index must be a 1-D integer tensor or a sequence of ints, got "
+                f"{flip_index.dtype} tensor of shape {tuple(flip_index.shape)}"
+            )
+        values = [int(v) for v in flip_index.tolist()]
+    elif isinstance(flip_index, Sequence) and not isinstance(flip_index, str):
+        if any(isinstance(v, bool) or not isinstance(v, int) for v in flip_index):
+            raise TypeError(f"flip_index must hold ints, got {list(flip_index)!r}")
+        values = [int(v) for v in flip_index]
+    else:
+        raise TypeError(
+            f"flip_index must be a sequence of ints or a 1-D tensor, got {type(flip_index).__name__}"
+        )
+    if sorted(values) != list(range(num_keypoints)):
+        raise ValueError(f"flip_index must be a permutation of range(K) with K={num_keypoints}, got {values}")
+    return torch.tensor(values, dtype=torch.long, device=device)
+
+
+def _work_dtype(dtype: torch.dtype) -> torch.dtype:
+    """float64 stays float64; every other floating dtype is computed in float32."""
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+_EXP_FLOOR = {torch.float32: -87.0, torch.float64: -708.0}
+
+
+def _gaussian_1d(mu: torch.Tensor, num_bins: int, sigma: float, *, normalize: bool) -> torch.Tensor:
+    """``exp(-(i - mu)^2 / (2 sigma^2))`` for bins ``i = 0 .. num_bins-1``; ``mu (B, K)`` -> ``(B, K, n)``."""
+    bins = torch.arange(num_bins, dtype=mu.dtype, device=mu.device)
+    exponent = (bins - mu.unsqueeze(-1)).square() * (-0.5 / sigma**2)  # (B, K, n)
+    # exp of large negative arguments takes a slow (denormal) path on CPU; values below the smallest
+    # normal float are set to exactly 0 instead.
+    floor = _EXP_FLOOR[mu.dtype]
+    underflow = exponent < floor
+    out = torch.exp(exponent.clamp_(min=floor)).masked_fill_(underflow, 0.0)
+    if normalize:
+        out = out * (1.0 / (sigma * math.sqrt(2.0 * math.pi)))
+    return out
+
+
+def _window_inside(mu: torch.Tensor, num_bins: int, sigma: float) -> torch.Tensor:
+    """True where ``[mu - 3 sigma, mu + 3 sigma]`` overlaps ``[0, num_bins - 1]``."""
+    return (mu + 3.0 * sigma >= 0) & (mu - 3.0 * sigma <= num_bins - 1)
+
+
+# ---------------------------------------------------------------------------------------------------
+# functions
+
+
+def simcc_encode(
+    keypoints: torch.Tensor,
+    flags: torch.Tensor,
+    input_size: tuple[int, int] | Sequence[int],
+    *,
+    split_ratio: float = 2.0,
+    sigma: float | tuple[float, float] = 6.0,
+    normalize: bool = True,
+) -> SimCCTargets:
+    """Encode keypoints into SimCC 1-D Gaussian labels and keypoint weights.
+
+    For keypoint ``k`` with bin centre ``mu = (x * r, y * r)`` (``r = split_ratio``) the labels are
+    ``x_labels[..., i] = exp(-(i - mu_x)^2 / (2 sigma_x^2))`` over bins ``i = 0 .. Wx-1`` (same for
+    y), divided by ``sigma * sqrt(2 pi)`` when ``normalize`` is set (the authors' targets). The
+    Gaussian is sub-pixel (not rounded to a bin) and evaluated on every bin (not truncated).
+
+    The weight is 1.0 iff the keypoint is labelled (``v`` in {1, 2}) **and** its 3-sigma windows
+    overlap the crop on both axes, i.e. ``[mu_x - 3 sigma_x, mu_x + 3 sigma_x]`` intersects
+    ``[0, Wx - 1]`` and ``[mu_y - 3 sigma_y, mu_y + 3 sigma_y]`` intersects ``[0, Hy - 1]``
+    (touching the end counts as overlap). Otherwise the weight is 0.0 and both label rows are zero.
+
+    Args:
+        keypoints: ``(B, K, 2)`` or ``(K, 2)`` ``(x, y)`` in input-crop pixels (floating). Unlabelled
+            keypoints may hold any value, NaN included.
+        flags: ``(B, K)`` or ``(K,)`` COCO visibility flags 0/1/2 (``v = 0`` not labelled, ``v = 1``
+            occluded, ``v = 2`` visible); bool tensors are rejected because they cannot tell
+            ``v = 0`` from ``v = 1``.
+        input_size: crop size ``(H, W)``.
+        split_ratio: bins per pixel ``r`` (> 0).
+        sigma: Gaussian standard deviation in bins, one number or ``(sigma_x, sigma_y)``.
+        normalize: divide by ``sigma * sqrt(2 pi)`` (peak ``1 / (sigma sqrt(2 pi))``) instead of a
+            peak of 1.
+
+    Returns:
+        :class:`SimCCTargets` ``(x_labels (B, K, Wx), y_labels (B, K, Hy), weights (B, K))`` in
+        float32 (float64 for float64 keypoints); unbatched input gives unbatched output.
+
+    Raises:
+        TypeError: non-tensor or non-floating keypoints, bool flags, bad hyper-parameter types.
+        ValueError: wrong ranks, mismatched K, flags outside {0, 1, 2}, non-finite labelled keypoints,
+            non-positive sizes, split ratio or sigma.
+
+    Example:
+        >>> kp = torch.tensor([[[10.0, 20.0], [0.0, 0.0]]])
+        >>> t = simcc_encode(kp, torch.tensor([[2, 0]]), (64, 48))
+        >>> t.x_labels.shape, t.y_labels.shape, t.weights.tolist()
+        (torch.Size([1, 2, 96]), torch.Size([1, 2, 128]), [[1.0, 0.0]])
+        >>> int(t.x_labels[0, 0].argmax()), int(t.y_labels[0, 0].argmax())
+        (20, 40)
+    """
+    height, width = check_size_pair("input_size", input_size)
+    ratio = check_positive_float("split_ratio", split_ratio)
+    sigma_x, sigma_y = _sigma_pair("sigma", sigma)
+    if not isinstance(normalize, bool):
+        raise TypeError(f"normalize must be a bool, got {type(normalize).__name__}")
+    num_x, num_y = round(width * ratio), round(height * ratio)
+    if num_x < 1 or num_y < 1:
+        raise ValueError(
+            f"input_size * split_ratio must give at least one bin per axis, got ({num_y}, {num_x})"
+        )
+    kp, fl, unbatched = _batch_keypoints(keypoints, flags)
+
+    dtype = _work_dtype(kp.dtype)
+    labelled = fl > 0  # (B, K)
+    mu = torch.where(labelled.unsqueeze(-1), kp.to(dtype), torch.zeros((), dtype=dtype, device=kp.device))
+    mu = mu * ratio  # (B, K, 2)
+    keep = (
+        labelled & _window_inside(mu[..., 0], num_x, sigma_x) & _window_inside(mu[..., 1], num_y, sigma_y)
+    )  # (B, K)
+    weights = keep.to(dtype)
+    x_labels = _gaussian_1d(mu[..., 0], num_x, sigma_x, normalize=normalize) * weights.unsqueeze(-1)
+    y_labels = _gaussian_1d(mu[..., 1], num_y, sigma_y, normalize=normalize) * weights.unsqueeze(-1)
+    if unbatched:
+        return SimCCTargets(x_labels[0], y_labels[0], weights[0])
+    return SimCCTargets(x_labels, y_labels, weights)
+
+
+def _check_logit_pair(x_logits: Any, y_logits: Any) -> tuple[torch.Tensor, torch.Tensor, bool]:
+    """Validate ``(B, K, Wx)``/``(B, K, Hy)`` (or unbatched) logits and return them batched."""
+    if not isinstance(x_logits, torch.Tensor):
+        raise TypeError(f"x_logits must be a torch.Tensor (B, K, Wx), got {type(x_logits).__name__}")
+    if x_logits.dim() == 2:
+        x = check_tensor("x_logits", x_logits, "K Wx", floating=True).unsqueeze(0)
+        y = check_tensor("y_logits", y_logits, "K Hy", floating=True, K=x.shape[1]).unsqueeze(0)
+        unbatched = True
+    elif x_logits.dim() == 3:
+        x = check_tensor("x_logits", x_logits, "B K Wx", floating=True)
+        y = check_tensor("y_logits", y_logits, "B K Hy", floating=True, B=x.shape[0], K=x.shape[1])
+        unbatched = False
+    else:
+        raise ValueError(f"x_logits must be (B, K, Wx) or (K, Wx), got {tuple(x_logits.shape)}")
+    if x.shape[-1] == 0 or y.shape[-1] == 0:
+        raise ValueError(f"x_logits and y_logits need at least one bin, got {x.shape[-1]} and {y.shape[-1]}")
+    return x, y, unbatched
+
+
+def simcc_decode(
+    x_logits: torch.Tensor, y_logits: torch.Tensor, split_ratio: float = 2.0
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Decode SimCC logits to keypoints (argmax / split ratio) and normalised scores.
+
+    The score of a keypoint is ``min(max softmax(x_logits), max softmax(y_logits))``, a probability in
+    (0, 1]: unlike raw maximum logits it can be thresholded the same way for every model. Computed in
+    float32 (``exp(max - logsumexp)``), so bf16/fp16 logits are fine. Ties in argmax pick the first
+    bin.
+
+    Args:
+        x_logits: ``(B, K, Wx)`` or ``(K, Wx)`` horizontal logits.
+        y_logits: ``(B, K, Hy)`` or ``(K, Hy)`` vertical logits.
+        split_ratio: bins per pixel used by the encoder.
+
+    Returns:
+        ``keypoints (B, K, 2)`` crop pixels (float32) and ``scores (B, K)`` (float32); unbatched input
+        gives ``(K, 2)`` and ``(K,)``.
+
+    Example:
+        >>> x = torch.full((1, 1, 8), -10.0); x[0, 0, 5] = 10.0
+        >>> y = torch.full((1, 1, 6), -10.0); y[0, 0, 2] = 10.0
+        >>> kp, score = simcc_decode(x, y, 2.0)
+        >>> kp.tolist(), bool(0.99 < score.item() <= 1.0)
+        ([[[2.5, 1.0]]], True)
+    """
+    ratio = check_positive_float("split_ratio", split_ratio)
+    x, y, unbatched = _check_logit_pair(x_logits, y_logits)
+    xf, yf = x.float(), y.float()
+    max_x, arg_x = xf.max(dim=-1)  # (B, K)
+    max_y, arg_y = yf.max(dim=-1)  # (B, K)
+    prob_x = torch.exp(max_x - torch.logsumexp(xf, dim=-1))
+    prob_y = torch.exp(max_y - torch.logsumexp(yf, dim=-1))
+    scores = torch.minimum(prob_x, prob_y)  # (B, K)
+    keypoints = torch.stack((arg_x, arg_y), dim=-1).float() / ratio  # (B, K, 2)
+    if unbatched:
+        return keypoints[0], scores[0]
+    return keypoints, scores
+
+
+def simcc_flip_back(
+    x_logits: torch.Tensor,
+    y_logits: torch.Tensor,
+    flip_index: Sequence[int] | torch.Tensor,
+    *,
+    shift: bool = True,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Bring logits predicted on a horizontally flipped crop back to the original crop.
+
+    Flips the x bins (bin ``i`` <- bin ``Wx - 1 - i``) and permutes keypoints by ``flip_index``
+    (``out[:, k] = in[:, flip_index[k]]``, e.g. :attr:`visattn.keypoints.KeypointInfo.flip_index`); y
+    logits are only permuted.
+
+    ``shift=True`` reproduces the authors' flip test: the flipped-back x logits move **one bin toward
+    bin 0** (``out[..., i] = out[..., i + 1]`` for ``i < Wx - 1``; the last bin keeps its value). The
+    image flip maps crop ``x`` to ``W - 1 - x``, i.e. bin coordinate ``x r`` to ``Wx - r - x r``, and
+    reversing the bins puts it back at ``x r + (r - 1)``: with ``r = 2`` that is exactly one bin too
+    far right.
+
+    Without shift the operation is an involution (for an involutive ``flip_index`` such as every left/
+    right swap). With shift, applying it twice (second time without shift) gives the input moved one
+    bin toward larger x: ``out[..., 1:] == in[..., :-1]`` and ``out[..., 0] == in[..., 0]``.
+
+    Args:
+        x_logits: ``(B, K, Wx)`` or ``(K, Wx)`` logits of the flipped crop.
+        y_logits: ``(B, K, Hy)`` or ``(K, Hy)`` logits of the flipped crop.
+        flip_index: permutation of ``range(K)`` (sequence of ints or 1-D integer tensor).
+        shift: apply the one-bin shift described above.
+
+    Returns:
+        ``(x_logits, y_logits)`` in the original crop's frame, same shapes and dtypes.
+
+    Example:
+        >>> x = torch.arange(8.0).reshape(2, 4)
+        >>> fx, fy = simcc_flip_back(x, torch.zeros(2, 3), [1, 0], shift=False)
+        >>> fx.tolist()
+        [[7.0, 6.0, 5.0, 4.0], [3.0, 2.0, 1.0, 0.0]]
+        >>> simcc_flip_back(x, torch.zeros(2, 3), [1, 0])[0].tolist()
+        [[6.0, 5.0, 4.0, 4.0], [2.0, 1.0, 0.0, 0.0]]
+    """
+    if not isinstance(shift, bool):
+        raise TypeError(f"shift must be a bool, got {type(shift).__name__}")
+    x, y, unbatched = _check_logit_pair(x_logits, y_logits)
+    index = _flip_index_tensor(flip_index, x.shape[1], x.device)
+    out_x = x.flip(-1).index_select(1, index)  # (B, K, Wx)
+    out_y = y.index_select(1, index)  # (B, K, Hy)
+    if shift and out_x.shape[-1] > 1:
+        out_x = torch.cat((out_x[..., 1:], out_x[..., -1:]), dim=-1)  # (B, K, Wx)
+    if unbatched:
+        return out_x[0], out_y[0]
+    return out_x, out_y
+
+
+# ---------------------------------------------------------------------------------------------------
+# module-like holder
+
+
+class SimCCCodec:
+    """SimCC encoder/decoder holding the hyper-parameters; calls the functions of this module.
+
+    Args:
+        input_size: crop size ``(H, W)`` in pixels.
+        split_ratio: bins per pixel; ``Wx = round(W * split_ratio)``, ``Hy = round(H * split_ratio)``.
+        sigma: label standard deviation in bins, a number or ``(sigma_x, sigma_y)`` (6 for the
+            ResNet-50 recipe, 4 for HRNet).
+        normalize: divide labels by ``sigma * sqrt(2 pi)`` as the authors do.
+
+    Attributes:
+        input_size: ``(H, W)``.
+        split_ratio: float.
+        sigma: ``(sigma_x, sigma_y)``.
+        normalize: bool.
+        num_x_bins: ``Wx``.
+        num_y_bins: ``Hy``.
+
+    Example:
+        >>> codec = SimCCCodec((256, 192))
+        >>> codec.num_x_bins, codec.num_y_bins
+        (384, 512)
+        >>> t = codec.encode(torch.tensor([[96.0, 128.0]]), torch.tensor([2]))
+        >>> kp, score = codec.decode(t.x_labels, t.y_labels)
+        >>> kp.tolist()
+        [[96.0, 128.0]]
+    """
+
+    def __init__(
+        self,
+        input_size: tuple[int, int] | Sequence[int] = (256, 192),
+        *,
+        split_ratio: float = 2.0,
+        sigma: float | tuple[float, float] = 6.0,
+        normalize: bool = True,
+    ) -> None:
+        self.input_size = check_size_pair("input_size", input_size)
+        self.split_ratio = check_positive_float("split_ratio", split_ratio)
+        self.sigma = _sigma_pair("sigma", sigma)
+        if not isinstance(normalize, bool):
+            raise TypeError(f"normalize must be a bool, got {type(normalize).__name__}")
+        self.normalize = normalize
+        self.num_x_bins = round(self.input_size[1] * self.split_ratio)
+        self.num_y_bins = round(self.input_size[0] * self.split_ratio)
+        if self.num_x_bins < 1 or self.num_y_bins < 1:
+            raise ValueError(
+                f"input_size * split_ratio must give at least one bin per axis, got "
+                f"({self.num_y_bins}, {self.num_x_bins})"
+            )
+
+    def __repr__(self) -> str:
+        return (
+            f"SimCCCodec(input_size={self.input_size}, split_ratio={self.split_ratio}, "
+            f"sigma={self.sigma}, normalize={self.normalize})"
+        )
+
+    def encode(self, keypoints: torch.Tensor, flags: torch.Tensor) -> SimCCTargets:
+        """Encode crop-px ``keypoints (B, K, 2)`` + COCO ``flags (B, K)``; see :func:`simcc_encode`.
+
+        Example:
+            >>> SimCCCodec((4, 3)).encode(torch.zeros(1, 2), torch.tensor([1])).x_labels.shape
+            torch.Size([1, 6])
+        """
+        return simcc_encode(
+            keypoints,
+            flags,
+            self.input_size,
+            split_ratio=self.split_ratio,
+            sigma=self.sigma,
+            normalize=self.normalize,
+        )
+
+    def _check_bins(self, x_logits: torch.Tensor, y_logits: torch.Tensor) -> None:
+        for name, value, bins, axis in (
+            ("x_logits", x_logits, self.num_x_bins, "Wx"),
+            ("y_logits", y_logits, self.num_y_bins, "Hy"),
+        ):
+            if isinstance(value, torch.Tensor) and value.dim() > 0 and value.shape[-1] != bins:
+                raise ValueError(
+                    f"{name} must have {axis}={bins} bins for this codec, got shape {tuple(value.shape)}"
+                )
+
+    def decode(self, x_logits: torch.Tensor, y_logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Decode ``(B, K, Wx)``/``(B, K, Hy)`` logits (or unbatched); see :func:`simcc_decode`.
+
+        Example:
+            >>> codec = SimCCCodec((4, 3))
+            >>> kp, score = codec.decode(torch.zeros(2, 6), torch.zeros(2, 8))
+            >>> kp.shape, score.shape
+            (torch.Size([2, 2]), torch.Size([2]))
+        """
+        self._check_bins(x_logits, y_logits)
+        return simcc_decode(x_logits, y_logits, self.split_ratio)
+
+    def flip_back(
+        self,
+        x_logits: torch.Tensor,
+        y_logits: torch.Tensor,
+        flip_index: Sequence[int] | torch.Tensor,
+        *,
+        shift: bool = True,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Flip-test helper checking the bin counts; see :func:`simcc_flip_back`.
+
+        Example:
+            >>> fx, fy = SimCCCodec((4, 3)).flip_back(torch.zeros(2, 6), torch.zeros(2, 8), [1, 0])
+            >>> fx.shape
+            torch.Size([2, 6])
+        """
+        self._check_bins(x_logits, y_logits)
+        return simcc_flip_back(x_logits, y_logits, flip_index, shift=shift)

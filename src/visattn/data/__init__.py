@@ -1,0 +1,37 @@
+"""Data pipeline: synthetic occluded-pose sets, top-down COCO datasets, crop geometry.
+
+Needs the optional dependencies OpenCV and pycocotools (``pip install visattn[data]``); they are
+imported lazily, so ``import visattn.data`` works without them and only the functions that decode
+or draw images raise an ImportError that says how to install them.
+"""
+
+from __future__ import annotations
+
+from visattn.data._augment import AugmentConfig
+from visattn.data.dataset import IMAGENET_MEAN, IMAGENET_STD, ImageReadError, TopDownCocoDataset
+from visattn.data.synthetic import SyntheticImage, make_synthetic_coco, render_synthetic_image
+from visattn.data.transforms import (
+    apply_affine,
+    box_to_center_scale,
+    crop_to_image,
+    flip_images,
+    flip_keypoints,
+    get_affine_matrix,
+)
+
+__all__ = [
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "AugmentConfig",
+    "ImageReadError",
+    "SyntheticImage",
+    "TopDownCocoDataset",
+    "apply_affine",
+    "box_to_center_scale",
+    "crop_to_image",
+    "flip_images",
+    "flip_keypoints",
+    "get_affine_matrix",
+    "make_synthetic_coco",
+    "render_synthetic_image",
+]

@@ -1,0 +1,400 @@
+"""Top-down COCO-style keypoint dataset: person boxes -> affine crops -> codec targets.
+
+Every sample is a person box (from ground truth or a detection file) warped to a fixed ``(H, W)``
+crop with one ``cv2.warpAffine`` (bilinear, constant 0 border); horizontal flip, half-body, scale and
+rotation augmentation are folded into that single matrix, and the keypoints are transformed with the
+same matrix in one vectorised step. Randomness comes from a per-item generator
+``numpy.random.default_rng([seed, epoch, index])``, so a sample depends only on ``(seed, epoch,
+index)``: not on the number of DataLoader workers, their order, or a DistributedSampler's sharding.
+Call :meth:`TopDownCocoDataset.set_epoch` at the start of each epoch (the DataLoader copies the dataset
+into its workers when an epoch's iterator starts; with ``persistent_workers=True`` the workers keep the
+epoch they started with).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from visattn._checks import check_choice, check_size_pair
+from visattn.data._augment import AugmentConfig, draw_augment, half_body_box
+from visattn.data._deps import require_cv2
+from visattn.data.transforms import box_to_center_scale
+from visattn.keypoints import KeypointInfo, get_keypoint_info
+
+__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "ImageReadError", "KeypointCodec", "TopDownCocoDataset"]
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+_BOX_PADDING = 1.25
+
+
+class ImageReadError(OSError):
+    """An image file is missing or cannot be decoded; the message names the file and the sample."""
+
+
+class KeypointCodec(Protocol):
+    """What the dataset needs from a codec (``SimCCCodec`` / ``HeatmapCodec``).
+
+    ``encode(keypoints (K, 2) crop px, flags (K,))`` returns a NamedTuple whose ``weights`` field is the
+    per-keypoint loss weight; every other field is added to the sample under its own name.
+    """
+
+    def encode(self, keypoints: torch.Tensor, flags: torch.Tensor) -> Any: ...
+
+
+def _affine_matrix(center: np.ndarray, scale_w: float, rotation: float, size: tuple[int, int]) -> np.ndarray:
+    """The ``(2, 3)`` image -> crop matrix of :func:`visattn.data.transforms.get_affine_matrix`."""
+    out_h, out_w = size
+    s = out_w / scale_w
+    theta = math.radians(rotation)
+    c, sn = math.cos(theta) * s, math.sin(theta) * s
+    cx, cy = float(center[0]), float(center[1])
+    return np.array(
+        [[c, sn, out_w * 0.5 - (c * cx + sn * cy)], [-sn, c, out_h * 0.5 - (-sn * cx + c * cy)]],
+        dtype=np.float64,
+    )
+
+
+class TopDownCocoDataset(Dataset[dict[str, torch.Tensor]]):
+    """Top-down person crops from a COCO ``person_keypoints`` file (any keypoint set).
+
+    Person boxes come from the ground truth (annotations that are crowd, have no labelled keypoint,
+    or whose box clipped to the image has zero area are skipped and counted in :attr:`stats`) or from a
+    detection-results file (``[{"image_id", "bbox", "score", "category_id"}]``; boxes with
+    ``score >= det_score_threshold`` are kept, ``ann_id`` is -1 and keypoints / flags are zeros). A box
+    ``(x, y, w, h)`` becomes ``center`` and ``scale`` (aspect ratio ``W / H`` of ``input_size``,
+    padding 1.25).
+
+    Each item is a dict of tensors:
+
+    - ``image (3, H, W)`` float32, RGB, ImageNet-normalised;
+    - ``keypoints (K, 2)`` crop px (zeros where the flag is 0);
+    - ``flags (K,)`` int64 original COCO flags (0 unlabelled, 1 occluded, 2 visible; a keypoint is
+      visible iff v == 2), permuted with the keypoints on flip and never changed by the crop: a labelled
+      keypoint that falls outside the crop keeps its flag and gets weight 0;
+    - ``weights (K,)`` float32: the codec's weights, or without a codec ``v > 0`` and inside the crop
+      (``0 <= x < W``, ``0 <= y < H``);
+    - codec targets (``x_labels``, ``y_labels`` for SimCC, ``heatmaps`` for heatmaps);
+    - meta: ``image_id``, ``ann_id`` (-1 for detections), ``center (2,)``, ``scale (2,)`` (crop size
+      ``(w, h)`` in image px), ``rotation ()`` degrees, ``flipped ()`` bool (``center`` is then in the
+      mirrored image, ``x' = w_img - 1 - x``), ``bbox_score ()``, ``area ()``, ``replaced ()`` bool
+      (True when this index's image was unreadable and ``on_error="skip"`` substituted another sample).
+
+    Map predictions back with :func:`visattn.data.transforms.crop_to_image`.
+
+    Errors: with ``on_error="raise"`` a missing or undecodable image raises :class:`ImageReadError`
+    naming the file, the sample index, image id and annotation id (inside a DataLoader worker the
+    re-raised error carries the same text). With ``on_error="skip"`` the sample is replaced by the next
+    readable index (``index + 1, index + 2, ...`` modulo the length: deterministic), ``replaced`` is set
+    and :attr:`skipped` counts the unreadable files. DataLoader workers hold copies of the dataset, so
+    their :attr:`skipped` never reaches the main process: count ``batch["replaced"].sum()`` over the
+    epoch, and list the files with :meth:`find_unreadable_images` in the main process.
+
+    ``cache_images=True`` keeps every decoded image (BGR uint8) in a per-process dict: each DataLoader
+    worker builds its own cache (memory grows with the number of workers, and the caches are dropped
+    after each epoch unless ``persistent_workers=True``).
+
+    Args:
+        ann_file: COCO keypoint annotation JSON.
+        image_root: folder that ``images[].file_name`` is relative to.
+        keypoint_info: ``"coco"``, ``"crowdpose"`` or a :class:`~visattn.keypoints.KeypointInfo`.
+        input_size: crop size ``(H, W)``.
+        codec: ``None`` or an object with ``encode(keypoints (K, 2), flags (K,))`` (SimCC / heatmap codec).
+        train: apply ``augment`` (otherwise crops are deterministic and unaugmented).
+        det_file: detection-results JSON, or None for ground-truth boxes.
+        det_score_threshold: minimum detection score kept.
+        augment: augmentation settings (default :class:`AugmentConfig()` when ``train``).
+        seed: base seed of the per-item generators.
+        on_error: ``"raise"`` or ``"skip"`` for unreadable images.
+        cache_images: keep decoded images in memory.
+
+    Example:
+        >>> import tempfile
+        >>> from visattn.data import make_synthetic_coco
+        >>> root = Path(tempfile.mkdtemp())
+        >>> ann = make_synthetic_coco(root, 2, image_size=(60, 80))
+        >>> ds = TopDownCocoDataset(ann, root / "images", input_size=(64, 48), train=True)
+        >>> item = ds[0]
+        >>> item["image"].shape, item["keypoints"].shape, item["flags"].dtype
+        (torch.Size([3, 64, 48]), torch.Size([17, 2]), torch.int64)
+    """
+
+    def __init__(
+        self,
+        ann_file: str | os.PathLike[str],
+        image_root: str | os.PathLike[str],
+        *,
+        keypoint_info: str | KeypointInfo = "coco",
+        input_size: Sequence[int] = (256, 192),
+        codec: KeypointCodec | None = None,
+        train: bool = False,
+        det_file: str | os.PathLike[str] | None = None,
+        det_score_threshold: float = 0.0,
+        augment: AugmentConfig | None = None,
+        seed: int = 0,
+        on_error: str = "raise",
+        cache_images: bool = False,
+    ) -> None:
+        super().__init__()
+        self.keypoint_info = get_keypoint_info(keypoint_info)
+        self.input_size = check_size_pair("input_size", input_size)
+        if codec is not None and not callable(getattr(codec, "encode", None)):
+            raise TypeError(f"codec must be None or have an encode(keypoints, flags) method, got {codec!r}")
+        self.codec = codec
+        self.train = bool(train)
+        if augment is not None and not isinstance(augment, AugmentConfig):
+            raise TypeError(f"augment must be an AugmentConfig or None, got {type(augment).__name__}")
+        self.augment = augment if augment is not None else AugmentConfig()
+        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+            raise ValueError(f"seed must be an int >= 0, got {seed!r}")
+        self.seed = seed
+        self.epoch = 0
+        self.on_error = check_choice("on_error", on_error, ("raise", "skip"))
+        self.cache_images = bool(cache_images)
+        if isinstance(det_score_threshold, bool) or not isinstance(det_score_threshold, (int, float)):
+            raise TypeError(f"det_score_threshold must be a number, got {det_score_threshold!r}")
+        self.ann_file = Path(ann_file)
+        self.image_root = Path(image_root)
+        self.det_file = None if det_file is None else Path(det_file)
+        self.skipped: dict[str, int] = {}
+        self._cache: dict[str, np.ndarray] = {}
+        self._bad: set[str] = set()
+
+        k = self.keypoint_info.num_keypoints
+        self._flip_index = np.asarray(self.keypoint_info.flip_index, dtype=np.int64)
+        self._upper = np.zeros(k, dtype=bool)
+        self._upper[list(self.keypoint_info.upper_body)] = True
+        self._load(float(det_score_threshold))
+
+        h, w = self.input_size
+        boxes = torch.from_numpy(self._boxes) if len(self._boxes) else torch.zeros(0, 4, dtype=torch.float64)
+        center, scale = box_to_center_scale(boxes, w / h, _BOX_PADDING)
+        self._center = center.numpy()
+        self._scale = scale.numpy()
+        std = np.asarray(IMAGENET_STD, dtype=np.float32)
+        self._norm_mul = torch.from_numpy(1.0 / (255.0 * std)).view(3, 1, 1)
+        self._norm_add = torch.from_numpy(-np.asarray(IMAGENET_MEAN, dtype=np.float32) / std).view(3, 1, 1)
+
+    # ------------------------------------------------------------------ loading
+    def _load(self, det_score_threshold: float) -> None:
+        k = self.keypoint_info.num_keypoints
+        with open(self.ann_file, encoding="utf-8") as fh:
+            data = json.load(fh)
+        if not isinstance(data, dict) or "images" not in data:
+            raise ValueError(f"ann_file {self.ann_file} is not a COCO annotation file (no 'images' list)")
+        images = data["images"]
+        image_pos = {img["id"]: i for i, img in enumerate(images)}
+        self.image_files = [str(self.image_root / img["file_name"]) for img in images]
+        self.image_ids = [int(img["id"]) for img in images]
+        sizes = [(int(img.get("height", 0)), int(img.get("width", 0))) for img in images]
+
+        stats = {"annotations": len(data.get("annotations", [])), "crowd": 0, "no_keypoints": 0}
+        stats.update({"empty_box": 0, "other_category": 0, "detections": 0, "below_threshold": 0})
+        rows: list[tuple[int, list[float], np.ndarray, int, float, float]] = []
+        if self.det_file is None:
+            for ann in data.get("annotations", []):
+                if ann.get("category_id", 1) != 1:
+                    stats["other_category"] += 1
+                    continue
+                raw = np.asarray(ann.get("keypoints", []), dtype=np.float64)
+                if raw.size != 3 * k:
+                    raise ValueError(
+                        f"annotation {ann.get('id')} in {self.ann_file} has {raw.size} keypoint values, "
+                        f"expected 3*K={3 * k} for keypoint set {self.keypoint_info.name!r}"
+                    )
+                if ann.get("iscrowd", 0):
+                    stats["crowd"] += 1
+                    continue
+                raw = raw.reshape(k, 3)
+                if not (raw[:, 2] > 0).any():
+                    stats["no_keypoints"] += 1
+                    continue
+                pos = image_pos[ann["image_id"]]
+                img_h, img_w = sizes[pos]
+                x, y, bw, bh = (float(v) for v in ann["bbox"])
+                if img_w > 0 and img_h > 0:  # clip to the image as MMPose does
+                    x1, y1 = min(max(x, 0.0), img_w - 1.0), min(max(y, 0.0), img_h - 1.0)
+                    x2, y2 = min(max(x + bw, 0.0), img_w - 1.0), min(max(y + bh, 0.0), img_h - 1.0)
+                    x, y, bw, bh = x1, y1, x2 - x1, y2 - y1
+                if bw <= 0 or bh <= 0:
+                    stats["empty_box"] += 1
+                    continue
+                area = float(ann.get("area", bw * bh))
+                rows.append((pos, [x, y, bw, bh], raw, int(ann["id"]), 1.0, area))
+        else:
+            with open(self.det_file, encoding="utf-8") as fh:
+                dets = json.load(fh)
+            if not isinstance(dets, list):
+                raise ValueError(
+                    f"det_file {self.det_file} must hold a list of detections, got {type(dets).__name__}"
+                )
+            zeros = np.zeros((k, 3))
+            for det in dets:
+                if det.get("category_id", 1) != 1:
+                    stats["other_category"] += 1
+                    continue
+                stats["detections"] += 1
+                score = float(det["score"])
+                if score < det_score_threshold:
+                    stats["below_threshold"] += 1
+                    continue
+                if det["image_id"] not in image_pos:
+                    raise ValueError(f"detection for image_id {det['image_id']} not in {self.ann_file}")
+                x, y, bw, bh = (float(v) for v in det["bbox"])
+                if bw <= 0 or bh <= 0:
+                    stats["empty_box"] += 1
+                    continue
+                rows.append((image_pos[det["image_id"]], [x, y, bw, bh], zeros, -1, score, bw * bh))
+        stats["samples"] = len(rows)
+        self.stats: dict[str, int] = stats
+
+        n = len(rows)
+        self._image_index = np.array([r[0] for r in rows], dtype=np.int64)
+        self._boxes = np.array([r[1] for r in rows], dtype=np.float64).reshape(n, 4)
+        raw_all = np.stack([r[2] for r in rows]) if n else np.zeros((0, k, 3))
+        self._keypoints = np.ascontiguousarray(raw_all[:, :, :2])
+        self._flags = raw_all[:, :, 2].astype(np.int64)
+        self._ann_ids = np.array([r[3] for r in rows], dtype=np.int64)
+        self._scores = np.array([r[4] for r in rows], dtype=np.float64)
+        self._areas = np.array([r[5] for r in rows], dtype=np.float64)
+
+    # ------------------------------------------------------------------ public helpers
+    def __len__(self) -> int:
+        return len(self._image_index)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the augmentation stream of ``epoch`` (call before each epoch's DataLoader loop)."""
+        if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
+            raise ValueError(f"epoch must be an int >= 0, got {epoch!r}")
+        self.epoch = epoch
+
+    def image_path(self, index: int) -> str:
+        """Path of the image that sample ``index`` is cropped from."""
+        return self.image_files[int(self._image_index[index])]
+
+    def find_unreadable_images(self, *, decode: bool = False) -> list[str]:
+        """Image files of this dataset that are missing (or, with ``decode``, fail to decode)."""
+        cv2 = require_cv2()
+        bad = []
+        for pos in sorted(set(self._image_index.tolist())):
+            path = self.image_files[pos]
+            missing = not os.path.isfile(path)
+            if missing or (
+                decode and cv2.imread(path, cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION) is None
+            ):
+                bad.append(path)
+        return bad
+
+    # ------------------------------------------------------------------ items
+    def _read(self, index: int) -> np.ndarray:
+        path = self.image_path(index)
+        cached = self._cache.get(path)
+        if cached is not None:
+            return cached
+        image_id = self.image_ids[self._image_index[index]]
+        where = f"(sample {index}, image_id {image_id}, ann_id {self._ann_ids[index]})"
+        if path in self._bad or not os.path.isfile(path):
+            raise ImageReadError(f"image file not found or unreadable: {path} {where}")
+        cv2 = require_cv2()
+        image = cv2.imread(path, cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
+        if image is None:
+            raise ImageReadError(f"could not decode image file {path} {where}")
+        if self.cache_images:
+            self._cache[path] = image
+        result: np.ndarray = image
+        return result
+
+    def _normalise(self, bgr: Sequence[np.ndarray]) -> torch.Tensor:
+        """``(3, H, W)`` float32 RGB ImageNet-normalised image from the three BGR uint8 planes."""
+        h, w = bgr[0].shape
+        image = torch.empty(3, h, w)
+        for c in range(3):
+            image[c].copy_(torch.from_numpy(bgr[2 - c]))  # (H, W) BGR -> RGB, uint8 -> float32
+        return image.mul_(self._norm_mul).add_(self._norm_add)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        n = len(self)
+        if not -n <= index < n:
+            raise IndexError(f"index {index} out of range for a dataset of {n} samples")
+        index %= n
+        if self.on_error == "raise":
+            return self._sample(index, replaced=False)
+        for step in range(n):
+            j = (index + step) % n
+            try:
+                return self._sample(j, replaced=step > 0)
+            except ImageReadError:
+                path = self.image_path(j)
+                self._bad.add(path)
+                self.skipped[path] = self.skipped.get(path, 0) + 1
+        raise ImageReadError(f"no readable image in the dataset ({n} samples; e.g. {self.image_path(index)})")
+
+    def _sample(self, index: int, *, replaced: bool) -> dict[str, torch.Tensor]:
+        cv2 = require_cv2()
+        image = self._read(index)
+        img_w = image.shape[1]
+        out_h, out_w = self.input_size
+        keypoints = self._keypoints[index]
+        flags = self._flags[index]
+        center = self._center[index]
+        scale = self._scale[index]
+        rotation, flipped = 0.0, False
+        if self.train:
+            rng = np.random.default_rng([self.seed, self.epoch, index])
+            draw = draw_augment(rng, self.augment)
+            if draw.flip:
+                flipped = True
+                keypoints = np.stack((img_w - 1 - keypoints[:, 0], keypoints[:, 1]), axis=1)[self._flip_index]
+                flags = flags[self._flip_index]
+                center = np.array([img_w - 1 - center[0], center[1]])
+            if draw.half_body:
+                half = half_body_box(
+                    keypoints, flags, self._upper, draw.prefer_upper, self.augment, out_w / out_h
+                )
+                if half is not None:
+                    center, scale = half
+            scale = scale * draw.scale
+            rotation = draw.rotation
+        matrix = _affine_matrix(center, float(scale[0]), rotation, self.input_size)
+        warp = matrix
+        if flipped:  # fold the mirror x -> w - 1 - x into the warp: one resampling of the image
+            warp = matrix.copy()
+            warp[:, 0] = -matrix[:, 0]
+            warp[:, 2] = matrix[:, 2] + matrix[:, 0] * (img_w - 1)
+        crop = cv2.warpAffine(
+            image, warp, (out_w, out_h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0
+        )
+        kp = keypoints @ matrix[:, :2].T + matrix[:, 2]  # (K, 2)
+        kp[flags == 0] = 0.0
+        kp_t = torch.from_numpy(kp.astype(np.float32))
+        flags_t = torch.from_numpy(np.ascontiguousarray(flags, dtype=np.int64))
+        sample: dict[str, torch.Tensor] = {"image": self._normalise(cv2.split(crop))}
+        sample["keypoints"] = kp_t
+        sample["flags"] = flags_t
+        if self.codec is None:
+            inside = (kp[:, 0] >= 0) & (kp[:, 0] < out_w) & (kp[:, 1] >= 0) & (kp[:, 1] < out_h)
+            sample["weights"] = torch.from_numpy(((flags > 0) & inside).astype(np.float32))
+        else:
+            targets = self.codec.encode(kp_t, flags_t)
+            fields = targets._asdict() if hasattr(targets, "_asdict") else dict(targets)
+            sample["weights"] = fields.pop("weights").float()
+            sample.update(fields)
+        sample["image_id"] = torch.tensor(self.image_ids[self._image_index[index]], dtype=torch.int64)
+        sample["ann_id"] = torch.tensor(int(self._ann_ids[index]), dtype=torch.int64)
+        sample["center"] = torch.tensor([float(center[0]), float(center[1])], dtype=torch.float32)
+        sample["scale"] = torch.tensor([float(scale[0]), float(scale[1])], dtype=torch.float32)
+        sample["rotation"] = torch.tensor(rotation, dtype=torch.float32)
+        sample["flipped"] = torch.tensor(flipped)
+        sample["bbox_score"] = torch.tensor(float(self._scores[index]), dtype=torch.float32)
+        sample["area"] = torch.tensor(float(self._areas[index]), dtype=torch.float32)
+        sample["replaced"] = torch.tensor(replaced)
+        return sample

@@ -1,0 +1,406 @@
+"""Training losses: SimCC KL, heatmap MSE, visibility BCE, and their visibility-aware combination.
+
+Every loss is a plain function plus an ``nn.Module`` that stores the hyper-parameters and calls it.
+All of them compute in float32 whatever the input dtype (so they are safe under bf16/fp16 autocast),
+are vectorised over batch and keypoints, and return a zero **that still has a graph**
+(``pred.sum() * 0``) for an empty batch (``B = 0``) or a batch without labelled keypoints.
+
+Visibility flags are COCO flags at this boundary: ``v = 0`` not labelled, ``v = 1`` labelled but
+occluded, ``v = 2`` labelled and visible; a keypoint is *visible* iff ``v == 2`` and ``v = 0`` counts
+as occluded (converted by :func:`visattn.visibility.flags_to_visible`; bool tensors are accepted as
+already-converted ``visible``).
+
+Shape alphabet: B batch, K keypoints, Wx / Hy SimCC bins, Hf x Wf heatmap.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.autograd.function import once_differentiable
+
+from visattn._checks import check_choice, check_flags, check_tensor
+from visattn.visibility import flags_to_visible
+
+__all__ = [
+    "HeatmapMSELoss",
+    "LossOutput",
+    "SimCCKLLoss",
+    "VisibilityAwareLoss",
+    "VisibilityBCELoss",
+    "VisibilityCELoss",
+    "heatmap_mse_loss",
+    "simcc_kl_loss",
+    "visibility_bce_loss",
+    "visibility_ce_loss",
+]
+
+
+class LossOutput(NamedTuple):
+    """Scalars returned by :class:`VisibilityAwareLoss`.
+
+    Attributes:
+        total: ``pose + vis_weight * vis``; call ``backward()`` on this.
+        pose: the pose term.
+        vis: the (unweighted) visibility term; a zero with a graph when no visibility logits are given.
+    """
+
+    total: torch.Tensor
+    pose: torch.Tensor
+    vis: torch.Tensor
+
+
+def _weights(weights: Any, batch: int, num_keypoints: int) -> torch.Tensor:
+    """Validate keypoint weights ``(B, K)`` and return them as float32."""
+    w = check_tensor("weights", weights, "B K", B=batch, K=num_keypoints)
+    if w.is_complex():
+        raise TypeError(f"weights must be a real tensor (B, K), got dtype {w.dtype}")
+    return w.float()
+
+
+def _zero_like_graph(*tensors: torch.Tensor) -> torch.Tensor:
+    """A float32 scalar zero connected to the graph of every tensor that requires grad."""
+    zero = torch.zeros((), dtype=torch.float32, device=tensors[0].device)
+    for t in tensors:
+        if t.requires_grad:
+            zero = zero + t.float().sum() * 0.0
+    return zero
+
+
+_TINY = torch.finfo(torch.float32).tiny
+
+
+class _RowKL(torch.autograd.Function):
+    """``sum_i t_i (log t_i - log_softmax(p)_i)`` per row with ``0 log 0 = 0``; float32 in and out.
+
+    Fused forward/backward for speed (one log-softmax pass forward, one exp pass backward); the
+    gradient w.r.t. ``p`` is ``g * (softmax(p) * sum_i t_i - t)``. Labels get no gradient (callers use
+    the composite path when they require one).
+    """
+
+    @staticmethod
+    def forward(ctx: Any, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        log_prob = torch.log_softmax(logits, dim=-1)  # (B, K, n)
+        # t * (log t - log_prob); clamping t to the smallest normal float makes 0 * log 0 exactly 0
+        row = labels.clamp_min(_TINY).log_().sub_(log_prob).mul_(labels).sum(dim=-1)  # (B, K)
+        ctx.save_for_backward(log_prob, labels)
+        return row
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        log_prob, labels = ctx.saved_tensors
+        g = grad.unsqueeze(-1)  # (B, K, 1)
+        out = log_prob.exp().mul_(labels.sum(dim=-1, keepdim=True) * g)
+        return out.addcmul_(labels, g, value=-1.0), None
+
+
+def _axis_kl(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Per-row KL(labels || softmax(logits)) averaged over bins, ``(B, K, n) -> (B, K)``, float32."""
+    p = logits.float()
+    t = labels.float()
+    if t.requires_grad:  # differentiable composite path (labels rarely need a gradient)
+        row = F.kl_div(torch.log_softmax(p, dim=-1), t, reduction="none").sum(dim=-1)
+    else:
+        row = _RowKL.apply(p, t)
+    out: torch.Tensor = row / p.shape[-1]
+    return out
+
+
+class _RowSquaredError(torch.autograd.Function):
+    """``sum over the last two dims of (pred - target)^2`` per ``(b, k)``; saves the difference only."""
+
+    @staticmethod
+    def forward(ctx: Any, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        diff = pred - target  # (B, K, Hf, Wf)
+        ctx.save_for_backward(diff)
+        norm: torch.Tensor = torch.linalg.vector_norm(diff, dim=(-2, -1))  # (B, K)
+        return norm.square_()
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        (diff,) = ctx.saved_tensors
+        grad_pred = diff * (2.0 * grad)[..., None, None]
+        grad_target = -grad_pred if ctx.needs_input_grad[1] else None
+        return (grad_pred if ctx.needs_input_grad[0] else None), grad_target
+
+
+def simcc_kl_loss(
+    x_logits: torch.Tensor,
+    y_logits: torch.Tensor,
+    x_labels: torch.Tensor,
+    y_labels: torch.Tensor,
+    weights: torch.Tensor,
+) -> torch.Tensor:
+    """SimCC KL loss exactly as the authors define it (their ``KLDiscretLoss``), vectorised.
+
+    Per keypoint and axis: ``KL(t || softmax(p)) = sum_i t_i (log t_i - log_softmax(p)_i)`` with
+    ``0 log 0 = 0``, divided by the number of bins; multiplied by the keypoint weight; averaged over
+    the batch; the x and y terms are summed; the result is averaged over keypoints. Equivalently
+    ``mean_{b,k} w_bk (KL_x / Wx + KL_y / Hy)``. Weight-0 keypoints count in the average (they add
+    zero). Computed in float32.
+
+    Args:
+        x_logits: ``(B, K, Wx)`` predicted horizontal logits.
+        y_logits: ``(B, K, Hy)`` predicted vertical logits.
+        x_labels: ``(B, K, Wx)`` target labels (see :func:`visattn.codecs.simcc_encode`).
+        y_labels: ``(B, K, Hy)`` target labels.
+        weights: ``(B, K)`` keypoint weights.
+
+    Returns:
+        float32 scalar; a zero with a graph when ``B = 0`` or ``K = 0``.
+
+    Example:
+        >>> x = torch.zeros(2, 3, 8, requires_grad=True)
+        >>> t = torch.full((2, 3, 8), 1 / 8)
+        >>> loss = simcc_kl_loss(x, torch.zeros(2, 3, 4), t, torch.full((2, 3, 4), 0.25), torch.ones(2, 3))
+        >>> abs(loss.item()) < 1e-6
+        True
+    """
+    x = check_tensor("x_logits", x_logits, "B K Wx", floating=True)
+    b, k, wx = x.shape
+    y = check_tensor("y_logits", y_logits, "B K Hy", floating=True, B=b, K=k)
+    tx = check_tensor("x_labels", x_labels, "B K Wx", floating=True, B=b, K=k, Wx=wx)
+    ty = check_tensor("y_labels", y_labels, "B K Hy", floating=True, B=b, K=k, Hy=y.shape[-1])
+    w = _weights(weights, b, k)
+    if b * k == 0 or wx == 0 or y.shape[-1] == 0:
+        return _zero_like_graph(x, y, tx, ty)
+    per_keypoint = _axis_kl(x, tx) + _axis_kl(y, ty)  # (B, K)
+    return (per_keypoint * w).mean()
+
+
+def heatmap_mse_loss(pred: torch.Tensor, target: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """Heatmap MSE loss as SimpleBaseline's ``JointsMSELoss(use_target_weight=True)``, vectorised.
+
+    ``0.5 * mean_{b,k} mean_{pixels} (w_bk * (pred - target))^2``. As in SimpleBaseline the weight
+    multiplies the difference, so it enters squared; for the usual 0/1 weights that is the same as
+    weighting the squared error. Weight-0 keypoints count in the average (they add zero). Computed in
+    float32.
+
+    Args:
+        pred: ``(B, K, Hf, Wf)`` predicted heatmaps.
+        target: ``(B, K, Hf, Wf)`` target heatmaps (see :func:`visattn.codecs.heatmap_encode`).
+        weights: ``(B, K)`` keypoint weights.
+
+    Returns:
+        float32 scalar; a zero with a graph when ``B = 0`` or ``K = 0``.
+
+    Example:
+        >>> pred = torch.ones(1, 2, 4, 4, requires_grad=True)
+        >>> heatmap_mse_loss(pred, torch.zeros(1, 2, 4, 4), torch.tensor([[1.0, 0.0]])).item()
+        0.25
+    """
+    p = check_tensor("pred", pred, "B K Hf Wf", floating=True)
+    b, k, hf, wf = p.shape
+    t = check_tensor("target", target, "B K Hf Wf", floating=True, B=b, K=k, Hf=hf, Wf=wf)
+    w = _weights(weights, b, k)
+    if p.numel() == 0:
+        return _zero_like_graph(p, t)
+    per_keypoint: torch.Tensor = _RowSquaredError.apply(p.float(), t.float()) / (hf * wf)  # (B, K)
+    return 0.5 * (per_keypoint * w.square()).mean()
+
+
+def visibility_bce_loss(vis_logits: torch.Tensor, flags: torch.Tensor) -> torch.Tensor:
+    """Per-keypoint visibility BCE-with-logits, target 1 iff ``v == 2``, mean over ``B * K``.
+
+    ``v = 0`` (not labelled) and ``v = 1`` (occluded) are both targets 0, as in the paper. Computed in
+    float32.
+
+    Args:
+        vis_logits: ``(B, K)`` VisNet logits.
+        flags: ``(B, K)`` COCO flags 0/1/2 (``v = 0`` not labelled, ``v = 1`` occluded, ``v = 2``
+            visible) or a bool ``visible`` tensor.
+
+    Returns:
+        float32 scalar; a zero with a graph when ``B = 0``.
+
+    Example:
+        >>> logits = torch.zeros(1, 3, requires_grad=True)
+        >>> round(visibility_bce_loss(logits, torch.tensor([[0, 1, 2]])).item(), 4)
+        0.6931
+    """
+    logits = check_tensor("vis_logits", vis_logits, "B K", floating=True)
+    check_flags("flags", flags, "B K", B=logits.shape[0], K=logits.shape[1])
+    if logits.numel() == 0:
+        return _zero_like_graph(logits)
+    target = flags_to_visible(flags).float()
+    return F.binary_cross_entropy_with_logits(logits.float(), target)
+
+
+def visibility_ce_loss(vis_logits: torch.Tensor, flags: torch.Tensor) -> torch.Tensor:
+    """The authors' visibility loss, for reproducing their code (not the paper's BCE).
+
+    Their training script applies ``CrossEntropyLoss`` across the K keypoints of each instance to the
+    **sigmoid probabilities** of VisNet, with the 0/1 visibility (1 iff ``v == 2``) as a soft target:
+    ``mean_b -sum_k t_bk log_softmax_k(sigmoid(logits))_bk``. It is not a per-keypoint binary loss
+    and it never reaches 0; use :func:`visibility_bce_loss` for new work. Computed in float32.
+
+    Args:
+        vis_logits: ``(B, K)`` VisNet logits (before the sigmoid).
+        flags: ``(B, K)`` COCO flags 0/1/2 (``v = 0`` not labelled, ``v = 1`` occluded, ``v = 2``
+            visible) or a bool ``visible`` tensor.
+
+    Returns:
+        float32 scalar; a zero with a graph when ``B = 0``.
+
+    Example:
+        >>> logits = torch.zeros(1, 2, requires_grad=True)
+        >>> round(visibility_ce_loss(logits, torch.tensor([[2, 2]])).item(), 4)
+        1.3863
+    """
+    logits = check_tensor("vis_logits", vis_logits, "B K", floating=True)
+    check_flags("flags", flags, "B K", B=logits.shape[0], K=logits.shape[1])
+    if logits.numel() == 0:
+        return _zero_like_graph(logits)
+    target = flags_to_visible(flags).float()
+    return F.cross_entropy(torch.sigmoid(logits.float()), target)
+
+
+class SimCCKLLoss(nn.Module):
+    """Module form of :func:`simcc_kl_loss` with the shared pose-loss signature.
+
+    Example:
+        >>> loss = SimCCKLLoss()
+        >>> pred = (torch.zeros(2, 3, 8), torch.zeros(2, 3, 4))
+        >>> target = (torch.full((2, 3, 8), 1 / 8), torch.full((2, 3, 4), 0.25))
+        >>> abs(loss(pred, target, torch.ones(2, 3)).item()) < 1e-6
+        True
+    """
+
+    def forward(
+        self,
+        pred: tuple[torch.Tensor, torch.Tensor],
+        target: tuple[torch.Tensor, torch.Tensor],
+        weights: torch.Tensor,
+    ) -> torch.Tensor:
+        """``pred = (x_logits (B, K, Wx), y_logits (B, K, Hy))``, ``target = (x_labels, y_labels)``,
+        ``weights (B, K)`` -> float32 scalar."""
+        for name, value in (("pred", pred), ("target", target)):
+            if not isinstance(value, (tuple, list)) or len(value) != 2:
+                raise TypeError(
+                    f"{name} must be a pair (x, y) of tensors for SimCC, got {type(value).__name__}"
+                )
+        return simcc_kl_loss(pred[0], pred[1], target[0], target[1], weights)
+
+
+class HeatmapMSELoss(nn.Module):
+    """Module form of :func:`heatmap_mse_loss` with the shared pose-loss signature.
+
+    Example:
+        >>> HeatmapMSELoss()(torch.ones(1, 2, 4, 4), torch.zeros(1, 2, 4, 4), torch.ones(1, 2)).item()
+        0.5
+    """
+
+    def forward(self, pred: torch.Tensor, target: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        """``pred``, ``target`` ``(B, K, Hf, Wf)``, ``weights (B, K)`` -> float32 scalar."""
+        return heatmap_mse_loss(pred, target, weights)
+
+
+class VisibilityBCELoss(nn.Module):
+    """Module form of :func:`visibility_bce_loss`.
+
+    Example:
+        >>> round(VisibilityBCELoss()(torch.zeros(1, 2), torch.tensor([[2, 1]])).item(), 4)
+        0.6931
+    """
+
+    def forward(self, vis_logits: torch.Tensor, flags: torch.Tensor) -> torch.Tensor:
+        """``vis_logits (B, K)``, COCO ``flags (B, K)`` -> float32 scalar."""
+        return visibility_bce_loss(vis_logits, flags)
+
+
+class VisibilityCELoss(nn.Module):
+    """Module form of :func:`visibility_ce_loss` (the authors' visibility loss, for reproduction).
+
+    Example:
+        >>> round(VisibilityCELoss()(torch.zeros(1, 2), torch.tensor([[2, 2]])).item(), 4)
+        1.3863
+    """
+
+    def forward(self, vis_logits: torch.Tensor, flags: torch.Tensor) -> torch.Tensor:
+        """``vis_logits (B, K)``, COCO ``flags (B, K)`` -> float32 scalar."""
+        return visibility_ce_loss(vis_logits, flags)
+
+
+class VisibilityAwareLoss(nn.Module):
+    """``L = L_pose + vis_weight * L_vis``, optionally training the pose only on visible keypoints.
+
+    Args:
+        pose_loss: a pose loss module with the shared signature ``(pred, target, weights)``, e.g.
+            :class:`SimCCKLLoss` or :class:`HeatmapMSELoss`.
+        vis_weight: lambda >= 0 (1 in the paper).
+        pose_keypoints: ``"all"`` uses the given weights; ``"visible"`` also zeroes the pose weight of
+            every keypoint with ``v != 2`` (the paper's Table 1 "visible-only" training).
+        vis_loss: visibility loss module ``(vis_logits, flags) -> scalar``; default
+            :class:`VisibilityBCELoss` (pass :class:`VisibilityCELoss` to reproduce the authors' code).
+
+    Example:
+        >>> crit = VisibilityAwareLoss(HeatmapMSELoss(), pose_keypoints="visible")
+        >>> pred = torch.ones(1, 2, 4, 4, requires_grad=True)
+        >>> out = crit(pred, torch.zeros(1, 2, 4, 4), torch.ones(1, 2), torch.tensor([[2, 1]]))
+        >>> out.pose.item(), out.vis.item()
+        (0.25, 0.0)
+        >>> out.total.backward()
+    """
+
+    def __init__(
+        self,
+        pose_loss: nn.Module,
+        vis_weight: float = 1.0,
+        pose_keypoints: str = "all",
+        *,
+        vis_loss: nn.Module | None = None,
+    ) -> None:
+        super().__init__()
+        if not isinstance(pose_loss, nn.Module):
+            raise TypeError(f"pose_loss must be an nn.Module, got {type(pose_loss).__name__}")
+        if isinstance(vis_weight, bool) or not isinstance(vis_weight, (int, float)):
+            raise TypeError(
+                f"vis_weight must be a number >= 0, got {type(vis_weight).__name__} {vis_weight!r}"
+            )
+        if not vis_weight >= 0 or vis_weight == float("inf"):
+            raise ValueError(f"vis_weight must be a finite number >= 0, got {vis_weight}")
+        if vis_loss is not None and not isinstance(vis_loss, nn.Module):
+            raise TypeError(f"vis_loss must be an nn.Module or None, got {type(vis_loss).__name__}")
+        self.pose_loss = pose_loss
+        self.vis_loss = vis_loss if vis_loss is not None else VisibilityBCELoss()
+        self.vis_weight = float(vis_weight)
+        self.pose_keypoints = check_choice("pose_keypoints", pose_keypoints, ("all", "visible"))
+
+    def extra_repr(self) -> str:
+        return f"vis_weight={self.vis_weight}, pose_keypoints={self.pose_keypoints!r}"
+
+    def forward(
+        self,
+        pred: Any,
+        target: Any,
+        weights: torch.Tensor,
+        flags: torch.Tensor,
+        vis_logits: torch.Tensor | None = None,
+    ) -> LossOutput:
+        """Compute the combined loss.
+
+        Args:
+            pred: what ``pose_loss`` takes as prediction (``(x_logits, y_logits)`` or heatmaps).
+            target: what ``pose_loss`` takes as target.
+            weights: ``(B, K)`` keypoint weights from the codec.
+            flags: ``(B, K)`` COCO flags 0/1/2 (``v = 0`` not labelled, ``v = 1`` occluded, ``v = 2``
+                visible) or a bool ``visible`` tensor.
+            vis_logits: ``(B, K)`` VisNet logits or ``None`` (then the visibility term is a zero
+                connected to the pose graph).
+
+        Returns:
+            :class:`LossOutput` ``(total, pose, vis)`` of float32 scalars.
+        """
+        w = check_tensor("weights", weights, "B K")
+        check_flags("flags", flags, "B K", B=w.shape[0], K=w.shape[1])
+        if self.pose_keypoints == "visible":
+            weights = w.float() * flags_to_visible(flags).float()
+        pose = self.pose_loss(pred, target, weights)
+        vis = pose * 0.0 if vis_logits is None else self.vis_loss(vis_logits, flags)
+        total = pose + self.vis_weight * vis
+        return LossOutput(total, pose, vis)

@@ -1,0 +1,30 @@
+"""Evaluation metrics: COCO keypoint AP (all / visible / occluded), PCK, visibility, CrowdPose.
+
+The COCO and CrowdPose evaluations use the optional dependencies pycocotools
+(``pip install visattn[data]``) and xtcocotools (``pip install visattn[crowdpose]``), imported only
+when an evaluation runs.
+"""
+
+from visattn.metrics.coco import COCO_STAT_NAMES, SUBSETS, coco_keypoint_ap, keypoint_oks
+from visattn.metrics.crowdpose import CROWDPOSE_STAT_NAMES, crowdpose_ap, xtcocotools_available
+from visattn.metrics.evaluator import PoseEvaluator, instance_scores, oks_nms
+from visattn.metrics.pck import pck, pck_by_subset, pck_counts
+from visattn.metrics.visibility import visibility_confusion, visibility_metrics
+
+__all__ = [
+    "COCO_STAT_NAMES",
+    "CROWDPOSE_STAT_NAMES",
+    "SUBSETS",
+    "PoseEvaluator",
+    "coco_keypoint_ap",
+    "crowdpose_ap",
+    "instance_scores",
+    "keypoint_oks",
+    "oks_nms",
+    "pck",
+    "pck_by_subset",
+    "pck_counts",
+    "visibility_confusion",
+    "visibility_metrics",
+    "xtcocotools_available",
+]

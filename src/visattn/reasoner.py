@@ -1,0 +1,374 @@
+"""The visibility-masked keypoint reasoner (the paper's plug-in block).
+
+Data flow for tokens ``x (B, K, D)`` (one token per keypoint, e.g. a flattened ``Hf x Wf`` map):
+
+1. ``vis_logits = VisNet(x.detach())`` in float32 with autocast disabled, so the mask never differs
+   from a float32 run and the visibility loss does not train the backbone;
+2. ``visible`` from the mask source (predicted ``sigmoid >= threshold``, ground-truth flags, none, or a
+   per-sample mix), ``mask = 1`` visible / ``occluded_scale`` occluded
+   (:func:`visattn.visibility.visibility_mask`);
+3. ``t = ReLU(embed(mask * x))``, ``depth`` :class:`ReasonerBlock` s over the K tokens;
+4. ``y = proj(t) + x``: the residual adds the **unmasked** tokens.
+
+Shape alphabet: B batch, K keypoints, D token dim, E embed dim, Hh heads, Dh head dim.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
+
+import torch
+from torch import nn
+
+from visattn._checks import (
+    check_choice,
+    check_flags,
+    check_positive_float,
+    check_positive_int,
+    check_probability,
+    check_tensor,
+)
+from visattn.attention import KeypointAttention, occlusion_attn_bias
+from visattn.visibility import flags_to_visible, predicted_visible, visibility_mask
+from visattn.visnet import VisNet
+
+__all__ = ["MASKINGS", "MASK_SOURCES", "ReasonerBlock", "ReasonerOutput", "VisibilityMaskedReasoner"]
+
+MASK_SOURCES = ("predicted", "ground_truth", "none", "mixed")
+MASKINGS = ("features", "attention", "both")
+
+
+def _init_linear(module: nn.Module) -> None:
+    if isinstance(module, nn.Linear):
+        nn.init.trunc_normal_(module.weight, std=0.02)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+
+
+class ReasonerBlock(nn.Module):
+    """One transformer block over keypoint tokens: self-attention then a feed-forward MLP.
+
+    * ``norm_first=True`` (pre-norm, the paper's text): ``h = x + attn(norm1(x))``,
+      ``y = h + mlp(norm2(h))``;
+    * ``norm_first=False`` (post-norm, the authors' code): ``h = norm1(x + attn(x))``,
+      ``y = norm2(h + mlp(h))``.
+
+    The MLP is ``Linear(E, E * mlp_ratio) -> act -> Linear(E * mlp_ratio, E)``. With
+    ``shared_qkv=True`` the attention uses the authors' bias-free ``Dh x Dh`` Q/K/V matrices shared by
+    the heads (see :class:`visattn.attention.KeypointAttention`); otherwise a dense projection with bias.
+    Linear weights are truncated-normal (std 0.02), biases zero, norms at their defaults.
+
+    Args:
+        dim: embed dim ``E``.
+        num_heads: number of heads ``Hh`` (divides ``E``).
+        mlp_ratio: hidden width of the MLP relative to ``E``.
+        norm_first: pre-norm (True) or post-norm (False).
+        shared_qkv: the authors' shared per-head Q/K/V parameterisation.
+        act_layer: activation class of the MLP.
+        norm_layer: normalisation class, called as ``norm_layer(E, device=..., dtype=...)``.
+        device: device of the parameters.
+        dtype: dtype of the parameters.
+
+    Attributes:
+        norm1, attn, norm2, mlp: the sub-modules (``mlp`` is ``Sequential(Linear, act, Linear)``).
+
+    Shapes:
+        x: ``(B, K, E)`` -> ``(B, K, E)``; attention maps ``(B, Hh, K, K)``.
+
+    Example:
+        >>> block = ReasonerBlock(8, 2, norm_first=False, shared_qkv=True)
+        >>> y, maps = block(torch.randn(2, 5, 8), return_attn=True)
+        >>> tuple(y.shape), tuple(maps.shape)
+        ((2, 5, 8), (2, 2, 5, 5))
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        num_heads: int,
+        *,
+        mlp_ratio: float = 2.0,
+        norm_first: bool = True,
+        shared_qkv: bool = False,
+        act_layer: Callable[[], nn.Module] = nn.SiLU,
+        norm_layer: Callable[..., nn.Module] = nn.LayerNorm,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        super().__init__()
+        check_positive_int("dim", dim)
+        ratio = check_positive_float("mlp_ratio", mlp_ratio)
+        hidden = int(dim * ratio)
+        if hidden < 1:
+            raise ValueError(f"dim * mlp_ratio must be >= 1, got dim={dim} and mlp_ratio={mlp_ratio}")
+        if not isinstance(norm_first, bool):
+            raise TypeError(f"norm_first must be a bool, got {type(norm_first).__name__} {norm_first!r}")
+        self.norm_first = norm_first
+        factory: dict[str, Any] = {"device": device, "dtype": dtype}
+        self.norm1 = norm_layer(dim, **factory)
+        self.attn = KeypointAttention(
+            dim, num_heads, qkv_bias=not shared_qkv, shared_qkv=shared_qkv, **factory
+        )
+        self.norm2 = norm_layer(dim, **factory)
+        self.mlp = nn.Sequential(
+            nn.Linear(dim, hidden, **factory), act_layer(), nn.Linear(hidden, dim, **factory)
+        )
+        self.mlp.apply(_init_linear)
+
+    def forward(
+        self, x: torch.Tensor, attn_bias: torch.Tensor | None = None, *, return_attn: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Apply the block.
+
+        Args:
+            x: ``(B, K, E)`` tokens.
+            attn_bias: optional ``(B, 1 | Hh, K, K)`` float bias added to the attention logits.
+            return_attn: also return the attention maps (forces the reference attention path).
+
+        Returns:
+            ``(y (B, K, E), attn (B, Hh, K, K) or None)``.
+        """
+        if self.norm_first:
+            h, attn = self.attn(self.norm1(x), attn_bias, return_attn=return_attn)
+            x = x + h
+            return x + self.mlp(self.norm2(x)), attn
+        h, attn = self.attn(x, attn_bias, return_attn=return_attn)
+        x = self.norm1(x + h)
+        return self.norm2(x + self.mlp(x)), attn
+
+
+class ReasonerOutput(NamedTuple):
+    """What :class:`VisibilityMaskedReasoner` returns.
+
+    Attributes:
+        tokens: ``(B, K, D)`` refined tokens (same dtype as the input under no autocast).
+        vis_logits: ``(B, K)`` float32 VisNet logits (train them with the visibility loss).
+        mask: ``(B, K)`` feature mask actually applied: 1.0 visible / ``occluded_scale`` occluded; all
+            ones when ``mask_source="none"`` or ``masking="attention"``.
+        visible: ``(B, K)`` bool visibility used for masking (all True for ``mask_source="none"``).
+        attn: tuple of ``depth`` attention maps ``(B, Hh, K, K)`` when ``return_attn=True``, else None.
+    """
+
+    tokens: torch.Tensor
+    vis_logits: torch.Tensor
+    mask: torch.Tensor
+    visible: torch.Tensor
+    attn: tuple[torch.Tensor, ...] | None
+
+
+class VisibilityMaskedReasoner(nn.Module):
+    """VisNet + visibility masking + a small transformer over keypoint tokens, with a residual.
+
+    See the module docstring for the data flow. The defaults are the paper's setting with a modern
+    pre-norm block and dense Q/K/V; ``norm_first=False, shared_qkv=True`` reproduces the authors'
+    parameterisation exactly (:func:`visattn.compat.from_official_checkpoint` builds it that way).
+    The pre-norm variant ends with a final ``norm_layer(E)`` before ``proj`` (``Identity`` for post-norm).
+
+    Mask sources (``mask_source``):
+
+    * ``"predicted"``: ``sigmoid(vis_logits) >= threshold`` (the paper);
+    * ``"ground_truth"``: the ``visible`` argument (required);
+    * ``"none"``: no masking (the paper's "reasoner without masking" ablation);
+    * ``"mixed"``: in training, each sample uses its ground truth with probability ``gt_prob`` and
+      the prediction otherwise (``visible`` required in training); in eval, the prediction.
+
+    Masking (``masking``): ``"features"`` scales the occluded tokens by ``occluded_scale`` before the
+    embedding (the paper); ``"attention"`` instead adds ``log(occluded_scale)`` to the attention logits of
+    occluded keys in every block; ``"both"`` does both.
+
+    Initialisation: truncated-normal (std 0.02) Linear weights and zero biases in the embedding, blocks
+    and output projection; VisNet as documented there.
+
+    Args:
+        in_dim: token dim ``D``.
+        num_keypoints: ``K``; inputs must have exactly K tokens.
+        embed_dim: transformer width ``E``.
+        depth: number of :class:`ReasonerBlock`.
+        num_heads: attention heads ``Hh`` (divides ``E``).
+        mlp_ratio: MLP width relative to ``E``.
+        occluded_scale: mask value of occluded keypoints, in (0, 1].
+        threshold: probability threshold of the predicted visibility, in (0, 1).
+        norm_first: pre-norm (True) or the authors' post-norm (False) blocks.
+        shared_qkv: the authors' shared per-head Q/K/V matrices.
+        mask_source: ``"predicted" | "ground_truth" | "none" | "mixed"``.
+        gt_prob: probability of using the ground truth per sample for ``"mixed"``, in [0, 1].
+        masking: ``"features" | "attention" | "both"``.
+        visnet_hidden: hidden widths of :class:`visattn.visnet.VisNet`.
+        act_layer: activation class of the block MLPs.
+        norm_layer: normalisation class of the blocks.
+        device: device of the parameters.
+        dtype: dtype of the parameters.
+
+    Attributes:
+        in_dim, num_keypoints: as given.
+        visnet: :class:`visattn.visnet.VisNet`.
+        embed: ``Linear(D, E)`` followed by ``ReLU``.
+        blocks: ``ModuleList`` of :class:`ReasonerBlock`.
+        norm: final norm (pre-norm) or ``Identity``.
+        proj: ``Linear(E, D)``.
+
+    Shapes:
+        tokens: ``(B, K, D)``; visible: ``(B, K)`` -> :class:`ReasonerOutput`.
+
+    Example:
+        >>> reasoner = VisibilityMaskedReasoner(48, 17, embed_dim=16, depth=2, num_heads=2)
+        >>> out = reasoner(torch.randn(4, 17, 48))
+        >>> tuple(out.tokens.shape), tuple(out.vis_logits.shape), out.visible.dtype
+        ((4, 17, 48), (4, 17), torch.bool)
+        >>> flags = torch.randint(0, 3, (4, 17))  # COCO flags: visible iff v == 2
+        >>> gt = VisibilityMaskedReasoner(48, 17, embed_dim=16, mask_source="ground_truth")
+        >>> bool((gt(torch.randn(4, 17, 48), flags).visible == (flags == 2)).all())
+        True
+    """
+
+    def __init__(
+        self,
+        in_dim: int,
+        num_keypoints: int,
+        *,
+        embed_dim: int = 512,
+        depth: int = 3,
+        num_heads: int = 2,
+        mlp_ratio: float = 2.0,
+        occluded_scale: float = 0.01,
+        threshold: float = 0.5,
+        norm_first: bool = True,
+        shared_qkv: bool = False,
+        mask_source: str = "predicted",
+        gt_prob: float = 0.5,
+        masking: str = "features",
+        visnet_hidden: Sequence[int] = (64, 32),
+        act_layer: Callable[[], nn.Module] = nn.SiLU,
+        norm_layer: Callable[..., nn.Module] = nn.LayerNorm,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        super().__init__()
+        self.in_dim = check_positive_int("in_dim", in_dim)
+        self.num_keypoints = check_positive_int("num_keypoints", num_keypoints)
+        self.embed_dim = check_positive_int("embed_dim", embed_dim)
+        self.depth = check_positive_int("depth", depth)
+        self.num_heads = check_positive_int("num_heads", num_heads)
+        if embed_dim % num_heads:
+            raise ValueError(
+                "embed_dim must be divisible by num_heads, "
+                f"got embed_dim={embed_dim} and num_heads={num_heads}"
+            )
+        self.occluded_scale = check_probability("occluded_scale", occluded_scale, low_open=True)
+        self.threshold = check_probability("threshold", threshold, low_open=True, high_open=True)
+        self.mask_source = check_choice("mask_source", mask_source, MASK_SOURCES)
+        self.gt_prob = check_probability("gt_prob", gt_prob)
+        self.masking = check_choice("masking", masking, MASKINGS)
+        if isinstance(visnet_hidden, (str, bytes)) or not isinstance(visnet_hidden, Sequence):
+            raise TypeError(
+                f"visnet_hidden must be a sequence of positive ints, got {type(visnet_hidden).__name__}"
+            )
+        hidden = tuple(check_positive_int(f"visnet_hidden[{i}]", h) for i, h in enumerate(visnet_hidden))
+        factory: dict[str, Any] = {"device": device, "dtype": dtype}
+
+        self.visnet = VisNet(in_dim, hidden, **factory)
+        self.embed = nn.Linear(in_dim, embed_dim, **factory)
+        self.embed_act = nn.ReLU()
+        self.blocks = nn.ModuleList(
+            ReasonerBlock(
+                embed_dim,
+                num_heads,
+                mlp_ratio=mlp_ratio,
+                norm_first=norm_first,
+                shared_qkv=shared_qkv,
+                act_layer=act_layer,
+                norm_layer=norm_layer,
+                **factory,
+            )
+            for _ in range(depth)
+        )
+        self.norm = norm_layer(embed_dim, **factory) if norm_first else nn.Identity()
+        self.proj = nn.Linear(embed_dim, in_dim, **factory)
+        _init_linear(self.embed)
+        _init_linear(self.proj)
+
+    def _visnet_logits(self, tokens: torch.Tensor) -> torch.Tensor:
+        """VisNet on detached tokens with autocast off, in VisNet's parameter dtype (float32 by default)."""
+        param_dtype = next(self.visnet.parameters()).dtype
+        with torch.autocast(device_type=tokens.device.type, enabled=False):
+            logits: torch.Tensor = self.visnet(tokens.detach().to(param_dtype))  # (B, K)
+        return logits
+
+    def _visible(self, vis_logits: torch.Tensor, gt_visible: torch.Tensor | None, batch: int) -> torch.Tensor:
+        """The bool (B, K) visibility used for masking, per ``mask_source``."""
+        source = self.mask_source
+        if source == "none":
+            return torch.ones_like(vis_logits, dtype=torch.bool)
+        needs_gt = source == "ground_truth" or (source == "mixed" and self.training)
+        if needs_gt and gt_visible is None:
+            when = "" if source == "ground_truth" else " in training"
+            raise ValueError(
+                f"visible (B, K) COCO flags or bools are required when mask_source={source!r}{when}, got None"
+            )
+        if source == "ground_truth":
+            assert gt_visible is not None
+            return gt_visible
+        predicted = predicted_visible(vis_logits, self.threshold)
+        if source == "predicted" or not self.training:
+            return predicted
+        assert gt_visible is not None
+        use_gt = torch.rand(batch, 1, device=vis_logits.device) < self.gt_prob  # (B, 1)
+        return torch.where(use_gt, gt_visible, predicted)
+
+    def forward(
+        self, tokens: torch.Tensor, visible: torch.Tensor | None = None, *, return_attn: bool = False
+    ) -> ReasonerOutput:
+        """Refine keypoint tokens.
+
+        Args:
+            tokens: ``(B, K, D)`` keypoint tokens.
+            visible: optional ``(B, K)`` ground-truth visibility: COCO flags 0/1/2 (visible iff
+                ``v == 2``; ``v = 0`` counts as occluded) or bools. Validated whenever given; used by
+                ``mask_source`` ``"ground_truth"`` and ``"mixed"``.
+            return_attn: also return every block's attention maps (reference attention path).
+
+        Returns:
+            :class:`ReasonerOutput` ``(tokens, vis_logits, mask, visible, attn)``.
+        """
+        check_tensor("tokens", tokens, "B K D", floating=True, K=self.num_keypoints, D=self.in_dim)
+        batch = tokens.shape[0]
+        gt_visible: torch.Tensor | None = None
+        if visible is not None:
+            if torch.compiler.is_compiling():  # value checks need a host sync: shapes only
+                check_tensor("visible", visible, "B K", B=batch, K=self.num_keypoints)
+                gt_visible = visible if visible.dtype == torch.bool else visible == 2
+            else:
+                check_flags("visible", visible, "B K", B=batch, K=self.num_keypoints)
+                gt_visible = flags_to_visible(visible)
+            gt_visible = gt_visible.to(tokens.device)
+
+        vis_logits = self._visnet_logits(tokens)  # (B, K)
+        used = self._visible(vis_logits, gt_visible, batch)  # (B, K) bool
+        masks_features = self.mask_source != "none" and self.masking in ("features", "both")
+        masks_attention = self.mask_source != "none" and self.masking in ("attention", "both")
+        scale = self.occluded_scale if masks_features else 1.0
+        mask = visibility_mask(used, scale, dtype=tokens.dtype)  # (B, K)
+        attn_bias = occlusion_attn_bias(used, self.occluded_scale) if masks_attention else None
+
+        x = self.embed_act(self.embed(tokens * mask[..., None]))  # (B, K, E)
+        maps: list[torch.Tensor] = []
+        for block in self.blocks:
+            x, attn = block(x, attn_bias, return_attn=return_attn)
+            if attn is not None:
+                maps.append(attn)
+        refined = self.proj(self.norm(x)) + tokens  # (B, K, D)
+        return ReasonerOutput(
+            tokens=refined,
+            vis_logits=vis_logits.float(),
+            mask=mask,
+            visible=used,
+            attn=tuple(maps) if return_attn else None,
+        )
+
+    def extra_repr(self) -> str:
+        return (
+            f"in_dim={self.in_dim}, num_keypoints={self.num_keypoints}, "
+            f"occluded_scale={self.occluded_scale}, "
+            f"threshold={self.threshold}, mask_source={self.mask_source!r}, masking={self.masking!r}"
+        )
