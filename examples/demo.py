@@ -44,8 +44,7 @@ from engine import OneLineArgumentParser, format_table, json_default, person_box
 from models import ModelConfig, build_model
 from visattn import COCO_KEYPOINTS
 from visattn.codecs import SimCCCodec
-from visattn.data import TopDownCocoDataset, make_synthetic_coco
-from visattn.data.transforms import crop_to_image
+from visattn.data import TopDownCocoDataset, crop_to_image, make_synthetic_coco
 from visattn.losses import SimCCKLLoss, VisibilityAwareLoss
 from visattn.metrics import PoseEvaluator
 

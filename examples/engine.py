@@ -27,11 +27,9 @@ from torch import nn
 from torch.utils.data import Sampler
 
 from models import ModelConfig, build_model
-from visattn import get_keypoint_info
+from visattn import KeypointInfo, get_keypoint_info
 from visattn.codecs import HeatmapCodec, SimCCCodec, heatmap_flip_back, simcc_flip_back
-from visattn.data import AugmentConfig, TopDownCocoDataset
-from visattn.data.transforms import crop_to_image
-from visattn.keypoints import KeypointInfo
+from visattn.data import AugmentConfig, TopDownCocoDataset, crop_to_image
 from visattn.metrics import PoseEvaluator
 
 __all__ = [

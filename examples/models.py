@@ -33,7 +33,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from visattn.adapters import HeatmapAdapter, SimCCAdapter
+from visattn import HeatmapAdapter, SimCCAdapter
 
 __all__ = [
     "ARCHS",

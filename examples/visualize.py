@@ -45,7 +45,7 @@ from engine import (
     predict,
     run_cli,
 )
-from visattn.keypoints import KeypointInfo
+from visattn import KeypointInfo
 
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406])
 IMAGENET_STD = np.array([0.229, 0.224, 0.225])
