@@ -1,30 +1,52 @@
-"""Export a SimCC pose model with the visattn reasoner to ONNX, decoding keypoints inside the graph.
+"""Export a pose model with the visattn reasoner to ONNX, optionally decoding keypoints inside the graph.
 
-Builds a small SimCC adapter (a stride-4 conv backbone + final conv + VisibilityMaskedReasoner + SimCC
-head), optionally loads its weights from a checkpoint (a ``state_dict`` saved with
-``torch.save(model.state_dict(), path)``, or a dict holding it under ``"state_dict"``), exports it with a
-dynamic batch axis and prints the ONNX outputs. The exported graph returns ``x_logits``, ``y_logits``,
-``vis_probs`` (per-keypoint probability of being visible) and, with ``--decode``, ``keypoints`` (crop
-pixels) and ``scores`` (in (0, 1]). If onnxruntime is installed the file is run once and compared with
-PyTorch.
+With ``--checkpoint`` a ``last.pt`` / ``best.pt`` written by ``examples/train.py`` is exported: the model
+is rebuilt from the config stored in the checkpoint (``models.build_model``, so ``--post-norm``,
+``--shared-qkv``, ``--masking``, ... of the training run are kept) and its weights are loaded. A plain
+``state_dict`` of the built-in demo adapter (below) is accepted too.
+
+Without ``--checkpoint`` a small untrained SimCC adapter is exported (a stride-4 conv backbone + final
+conv + VisibilityMaskedReasoner + SimCC head; ``--input-size``, ``--keypoints``, ``--embed-dim``,
+``--depth``, ``--no-reasoner`` describe it).
+
+The exported graph has a dynamic batch axis and returns ``x_logits``, ``y_logits`` (SimCC) or
+``heatmaps``, ``vis_probs`` (per-keypoint probability of being visible; models with the layer) and,
+with ``--decode``, ``keypoints`` (crop pixels) and ``scores``. The script prints the output names and
+shapes and, if onnxruntime is installed, runs the file once and prints the largest absolute difference
+to PyTorch per output.
 
 Usage:
-    python examples/export_onnx.py --output simcc.onnx --decode
-    python examples/export_onnx.py --checkpoint model.pth --output simcc.onnx --input-size 256 192
+    python examples/train.py --synthetic 512 --arch tiny --input-size 64 48 --sigma 2 --output runs/synth
+    python examples/export_onnx.py --checkpoint runs/synth/best.pt --decode   # -> runs/synth/best.onnx
 
-Needs ``pip install "visattn[export]"``.
+    python examples/export_onnx.py --output simcc.onnx --decode               # untrained demo adapter
+
+Needs ``pip install "visattn[export]"`` (onnx, onnxscript, onnxruntime).
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
 
-from visattn import SimCCAdapter
+from engine import CLIError, OneLineArgumentParser, load_model, run_cli
+from visattn import HeatmapAdapter, SimCCAdapter
 from visattn.export import DeploymentModel, export_onnx
+
+#: Flags that describe the built-in demo adapter; a train.py checkpoint fixes them itself.
+DEMO_DEFAULTS: dict[str, Any] = {
+    "input_size": (64, 48),
+    "keypoints": 17,
+    "embed_dim": 64,
+    "depth": 2,
+    "no_reasoner": False,
+}
 
 
 def build_backbone(channels: int) -> nn.Module:
@@ -39,50 +61,129 @@ def build_backbone(channels: int) -> nn.Module:
     )
 
 
-def build_model(args: argparse.Namespace) -> SimCCAdapter:
-    """The adapter described by the command line, with checkpoint weights if one is given."""
+def build_demo_model(args: argparse.Namespace) -> SimCCAdapter:
+    """The small adapter described by ``--input-size/--keypoints/--embed-dim/--depth/--no-reasoner``."""
     channels = 64
-    model = SimCCAdapter(
-        build_backbone(channels),
-        channels,
-        args.keypoints,
-        tuple(args.input_size),
-        reasoner=not args.no_reasoner,
-        reasoner_kwargs=None if args.no_reasoner else {"embed_dim": args.embed_dim, "depth": args.depth},
+    try:
+        return SimCCAdapter(
+            build_backbone(channels),
+            channels,
+            args.keypoints,
+            tuple(args.input_size),
+            reasoner=not args.no_reasoner,
+            reasoner_kwargs=None if args.no_reasoner else {"embed_dim": args.embed_dim, "depth": args.depth},
+        )
+    except (TypeError, ValueError) as err:
+        raise CLIError(f"cannot build the demo model: {err}", "fix the model flags (see --help)") from None
+
+
+def read_checkpoint(path: Path) -> Any:
+    """``torch.load`` with one-line errors for a missing or unreadable file."""
+    if not path.is_file():
+        raise CLIError(
+            f"checkpoint {path} does not exist", "pass the last.pt / best.pt written by examples/train.py"
+        )
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as err:  # a truncated or non-torch file
+        raise CLIError(
+            f"checkpoint {path} cannot be read ({type(err).__name__})", "pass an intact .pt file"
+        ) from None
+
+
+def build_model(args: argparse.Namespace) -> tuple[SimCCAdapter | HeatmapAdapter, str]:
+    """(model in eval mode, description) from ``--checkpoint`` or the demo flags."""
+    given = [k for k, v in DEMO_DEFAULTS.items() if getattr(args, k) is not None]
+    if args.checkpoint is None:
+        for key, value in DEMO_DEFAULTS.items():
+            if getattr(args, key) is None:
+                setattr(args, key, value)
+        return build_demo_model(args).eval(), "untrained demo adapter"
+
+    state = read_checkpoint(args.checkpoint)
+    if isinstance(state, Mapping) and "model_config" in state and "model" in state:
+        if given:
+            flags = ", ".join("--" + k.replace("_", "-") for k in given)
+            raise CLIError(
+                f"{flags} describe the demo model, but {args.checkpoint} stores its own model config",
+                "drop those flags when exporting a train.py checkpoint",
+            )
+        model, config = load_model(dict(state), torch.device("cpu"))
+        if model.reasoner is not None and model.reasoner.mask_source == "ground_truth":
+            # no flags at inference: the exported graph masks with VisNet's prediction instead
+            model.reasoner.mask_source = "predicted"
+            print("note: mask_source 'ground_truth' has no flags at inference; exporting with 'predicted'")
+        return model.eval(), f"{config.arch}/{config.head} from {args.checkpoint}"
+
+    # a plain state_dict of the demo adapter (the behaviour before train.py checkpoints were accepted)
+    if isinstance(state, Mapping) and "state_dict" in state:
+        state = state["state_dict"]
+    if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise CLIError(
+            f"{args.checkpoint} is neither a train.py checkpoint nor a state_dict",
+            "pass the last.pt / best.pt written by examples/train.py",
+        )
+    for key, value in DEMO_DEFAULTS.items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    model = build_demo_model(args)
+    try:
+        model.load_state_dict(dict(state))
+    except RuntimeError as err:
+        lines = str(err).splitlines()
+        first = (lines[1].strip() if len(lines) > 1 else lines[0])[:200]
+        raise CLIError(
+            f"{args.checkpoint} does not fit the demo adapter: {first}",
+            "pass a train.py checkpoint, or the --input-size/--keypoints/--embed-dim/--depth of the file",
+        ) from None
+    return model.eval(), f"demo adapter with weights from {args.checkpoint}"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = OneLineArgumentParser(
+        prog="export_onnx.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    if args.checkpoint is not None:
-        state = torch.load(args.checkpoint, map_location="cpu", weights_only=True)
-        if isinstance(state, dict) and "state_dict" in state:
-            state = state["state_dict"]
-        model.load_state_dict(state)
-        print(f"loaded weights from {args.checkpoint}")
-    return model
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    p.add_argument("--checkpoint", type=Path, help="last.pt / best.pt of examples/train.py (or a state_dict)")
+    p.add_argument("--output", type=Path, help="ONNX file (default: CHECKPOINT.onnx or simcc_visattn.onnx)")
+    p.add_argument("--decode", action="store_true", help="add keypoints and scores outputs")
+    p.add_argument("--opset", type=int, default=18, help="ONNX opset (>= 18)")
+    p.add_argument("--batch", type=int, default=2, help="batch size of the onnxruntime check")
+    demo = p.add_argument_group("demo adapter (without a train.py checkpoint)")
+    demo.add_argument("--input-size", type=int, nargs=2, metavar=("H", "W"), help="default 64 48")
+    demo.add_argument("--keypoints", type=int, help="K (default 17)")
+    demo.add_argument("--embed-dim", type=int, help="reasoner width (default 64)")
+    demo.add_argument("--depth", type=int, help="reasoner blocks (default 2)")
+    demo.add_argument(
+        "--no-reasoner", action="store_true", default=None, help="plain SimCC (no vis_probs output)"
     )
-    parser.add_argument("--checkpoint", type=Path, default=None, help="state_dict of the same adapter")
-    parser.add_argument("--output", type=Path, default=Path("simcc_visattn.onnx"))
-    parser.add_argument("--input-size", type=int, nargs=2, default=(64, 48), metavar=("H", "W"))
-    parser.add_argument("--keypoints", type=int, default=17)
-    parser.add_argument("--embed-dim", type=int, default=64)
-    parser.add_argument("--depth", type=int, default=2)
-    parser.add_argument("--no-reasoner", action="store_true", help="plain SimCC (no vis_probs output)")
-    parser.add_argument("--decode", action="store_true", help="add keypoints and scores outputs")
-    parser.add_argument("--opset", type=int, default=18)
-    args = parser.parse_args()
+    return p
 
-    model = build_model(args)
-    path = export_onnx(model, args.output, decode=args.decode, opset=args.opset)
-    print(f"\nwrote {path} ({path.stat().st_size / 1e6:.2f} MB)")
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.opset < 18:
+        raise CLIError(f"--opset must be >= 18 (dynamo-based exporter), got {args.opset}", "pass --opset 18")
+    if args.batch < 1:
+        raise CLIError(f"--batch must be >= 1, got {args.batch}", "pass --batch 2")
+    model, what = build_model(args)
+    output = args.output
+    if output is None:
+        output = args.checkpoint.with_suffix(".onnx") if args.checkpoint else Path("simcc_visattn.onnx")
+    try:
+        path = export_onnx(model, output, decode=args.decode, opset=args.opset)
+    except ImportError as err:
+        raise CLIError(
+            f"ONNX export needs onnx and onnxscript ({err})", 'pip install "visattn[export]"'
+        ) from None
+    print(f"exported {what}")
+    print(f"wrote {path} ({path.stat().st_size / 1e6:.2f} MB)")
 
     deploy = DeploymentModel(model, decode=args.decode).eval()
-    images = torch.randn(2, 3, *args.input_size)
+    height, width = deploy.input_size
+    images = torch.randn(args.batch, 3, height, width, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         expected = deploy(images)
-    print("input  images (batch, 3, H, W):", ["batch", 3, *args.input_size])
+    print(f"input  {'images':10s} ['batch', 3, {height}, {width}]")
     for name, tensor in zip(deploy.output_names, expected):
         print(f"output {name:10s}", ["batch", *tensor.shape[1:]])
 
@@ -90,14 +191,14 @@ def main() -> None:
         import onnxruntime
     except ImportError:
         print("onnxruntime not installed: skipping the check against PyTorch")
-        return
+        return 0
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     got = session.run(None, {"images": images.numpy()})
     for name, a, e in zip(deploy.output_names, got, expected):
-        print(
-            f"onnxruntime vs PyTorch {name:10s} max abs diff {abs(torch.from_numpy(a) - e).max().item():.2e}"
-        )
+        diff = (torch.from_numpy(a).to(e.dtype) - e).abs().max().item()
+        print(f"onnxruntime vs PyTorch {name:10s} max abs diff {diff:.2e}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main, sys.argv[1:])

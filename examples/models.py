@@ -39,6 +39,7 @@ __all__ = [
     "ARCHS",
     "HEADS",
     "NORMS",
+    "REASONER_DEFAULTS",
     "ModelConfig",
     "build_model",
     "hrnet_w32",
@@ -51,6 +52,17 @@ ARCHS = ("tiny", "resnet18", "resnet50", "hrnet_w32")
 HEADS = ("simcc", "heatmap")
 NORMS = ("batch", "group")
 NormFactory = Callable[[int], nn.Module]
+#: ``VisibilityMaskedReasoner`` defaults of the keyword arguments the recipes set (train.py flags).
+REASONER_DEFAULTS: dict[str, Any] = {
+    "embed_dim": 512,
+    "depth": 3,
+    "num_heads": 2,
+    "norm_first": True,
+    "shared_qkv": False,
+    "mask_source": "predicted",
+    "masking": "features",
+    "gt_prob": 0.5,
+}
 
 
 def make_norm(kind: str) -> NormFactory:
@@ -165,7 +177,7 @@ class ModelConfig:
         split_ratio: SimCC bins per pixel.
         norm: ``"batch"`` or ``"group"`` normalisation in the conv trunk (tiny / ResNet).
         reasoner_kwargs: keyword arguments of ``VisibilityMaskedReasoner`` (embed_dim, depth,
-            mask_source, masking, ...).
+            num_heads, norm_first, shared_qkv, mask_source, masking, gt_prob).
         pretrained: local ImageNet weights for the trunk (not part of the architecture).
         hub_pretrained: download ImageNet weights from the torchvision / timm hub.
     """
@@ -200,10 +212,16 @@ class ModelConfig:
         return cls(**values)
 
     def architecture(self) -> dict[str, Any]:
-        """The fields that decide the parameter layout (compared when resuming a checkpoint)."""
+        """The fields that decide the model (compared when resuming a checkpoint).
+
+        Reasoner keyword arguments a checkpoint does not name count as their defaults
+        (:data:`REASONER_DEFAULTS`), so checkpoints written before a flag existed still resume.
+        """
         out = self.to_dict()
         for key in ("pretrained", "hub_pretrained"):
             out.pop(key)
+        if self.reasoner:
+            out["reasoner_kwargs"] = {**REASONER_DEFAULTS, **out["reasoner_kwargs"]}
         return out
 
     @property

@@ -17,6 +17,10 @@ Usage::
     python examples/train.py ... --mask-source none
     python examples/train.py ... --no-reasoner --pose-keypoints visible
 
+    # the authors' released code exactly: post-norm blocks, one shared Q/K/V, cross-entropy visibility loss
+    python examples/train.py --config examples/configs/coco_r50_simcc_authors_code.json --data-root data/coco
+    python examples/train.py ... --post-norm --shared-qkv --vis-loss ce      # the same as flags
+
     # several GPUs or CPU processes (gloo on CPU, nccl on CUDA); --batch-size is per process
     torchrun --nproc_per_node 8 examples/train.py --config ... --data-root data/coco
 
@@ -29,7 +33,10 @@ lr 1e-4 for the reasoner with a linear warm-up (1000 iterations), then a per-ite
 
 Outputs in ``--output``: ``last.pt`` (every epoch and every ``--save-every-steps``; written atomically),
 ``best.pt`` (highest val AP), ``metrics.jsonl`` / ``metrics.csv`` and TensorBoard events (if installed).
-Checkpoints carry the model config: ``evaluate.py`` and ``visualize.py`` rebuild the model from them.
+Checkpoints carry the model config (including ``--embed-dim/--depth/--num-heads``, ``--post-norm``,
+``--shared-qkv``, ``--masking``, ``--mask-source``): ``evaluate.py``, ``visualize.py`` and
+``export_onnx.py --checkpoint`` rebuild the model from them. ``--vis-loss`` only affects training and is
+stored with the other flags under ``args``.
 """
 
 from __future__ import annotations
@@ -75,11 +82,19 @@ from engine import (
 )
 from models import ARCHS, HEADS, NORMS, ModelConfig, build_model
 from visattn.data import AugmentConfig, make_synthetic_coco
-from visattn.losses import HeatmapMSELoss, SimCCKLLoss, VisibilityAwareLoss
+from visattn.losses import (
+    HeatmapMSELoss,
+    SimCCKLLoss,
+    VisibilityAwareLoss,
+    VisibilityBCELoss,
+    VisibilityCELoss,
+)
 from visattn.metrics import PoseEvaluator
 
 MASK_SOURCES = ("predicted", "ground_truth", "none", "mixed")
 MASKINGS = ("features", "attention", "both")
+VIS_LOSSES = ("bce", "ce")
+REASONER_ONLY = {"post_norm": "--post-norm", "shared_qkv": "--shared-qkv"}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -125,9 +140,21 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--mask-source", default="predicted", choices=MASK_SOURCES, help="which visibility masks")
     r.add_argument("--masking", default="features", choices=MASKINGS, help="how occluded tokens are masked")
     r.add_argument("--gt-prob", type=float, default=0.5, help="P(ground truth) per sample with 'mixed'")
-    r.add_argument("--embed-dim", type=int, default=512)
-    r.add_argument("--depth", type=int, default=3)
-    r.add_argument("--num-heads", type=int, default=2)
+    r.add_argument("--embed-dim", type=int, default=512, help="reasoner width E")
+    r.add_argument("--depth", type=int, default=3, help="reasoner blocks")
+    r.add_argument("--num-heads", type=int, default=2, help="attention heads (must divide --embed-dim)")
+    r.add_argument(
+        "--post-norm",
+        action="store_true",
+        help="authors' code: post-norm blocks LN(x + f(x)) (norm_first=False)",
+    )
+    r.add_argument(
+        "--shared-qkv", action="store_true", help="authors' code: one Q/K/V matrix shared by all heads"
+    )
+    r.add_argument(
+        "--vis-loss", default="bce", choices=VIS_LOSSES,
+        help="visibility loss: per-keypoint BCE (paper text) or ce (authors' code: VisibilityCELoss)",
+    )  # fmt: skip
     r.add_argument("--vis-weight", type=float, default=1.0, help="lambda of L = L_pose + lambda L_vis")
     r.add_argument("--pose-keypoints", default="all", choices=("all", "visible"), help="Table 1 switch")
     o = p.add_argument_group("optimisation")
@@ -167,15 +194,49 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         known = {a.dest for a in parser._actions if a.dest != "help"}
         defaults = load_json_config(pre.config, known)
         for action in parser._actions:  # validate config values like CLI values
-            if action.dest in defaults and action.choices is not None:
-                value = defaults[action.dest]
-                if value not in action.choices:
-                    raise CLIError(
-                        f"config {pre.config}: {action.dest}={value!r} is not one of {list(action.choices)}",
-                        "fix the config file",
-                    )
+            if action.dest not in defaults:
+                continue
+            value = defaults[action.dest]
+            flag = isinstance(action, (argparse._StoreTrueAction, argparse.BooleanOptionalAction))
+            if flag and not isinstance(value, bool):
+                raise CLIError(
+                    f"config {pre.config}: {action.dest}={value!r} must be true or false",
+                    "fix the config file",
+                )
+            if action.choices is not None and value not in action.choices:
+                raise CLIError(
+                    f"config {pre.config}: {action.dest}={value!r} is not one of {list(action.choices)}",
+                    "fix the config file",
+                )
         parser.set_defaults(**defaults)
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    check_args(args)
+    return args
+
+
+def check_args(args: argparse.Namespace) -> None:
+    """Cross-flag checks of the model / loss flags (one-line errors)."""
+    for name in ("embed_dim", "depth", "num_heads"):
+        value = getattr(args, name)
+        if value <= 0:
+            flag = "--" + name.replace("_", "-")
+            raise CLIError(f"{flag} must be a positive integer, got {value}", f"pass {flag} >= 1")
+    if args.embed_dim % args.num_heads:
+        raise CLIError(
+            f"--embed-dim {args.embed_dim} is not divisible by --num-heads {args.num_heads}",
+            "pick --embed-dim as a multiple of --num-heads",
+        )
+    if not 0.0 <= args.gt_prob <= 1.0:
+        raise CLIError(f"--gt-prob must be in [0, 1], got {args.gt_prob}", "pass a probability")
+    if not args.reasoner:
+        used = [flag for dest, flag in REASONER_ONLY.items() if getattr(args, dest)]
+        if args.vis_loss != "bce":
+            used.append(f"--vis-loss {args.vis_loss}")
+        if used:
+            raise CLIError(
+                f"{' / '.join(used)} configure the visattn layer but --no-reasoner removes it",
+                "drop those flags, or drop --no-reasoner",
+            )
 
 
 def model_config(args: argparse.Namespace) -> ModelConfig:
@@ -184,6 +245,8 @@ def model_config(args: argparse.Namespace) -> ModelConfig:
         "embed_dim": args.embed_dim,
         "depth": args.depth,
         "num_heads": args.num_heads,
+        "norm_first": not args.post_norm,
+        "shared_qkv": args.shared_qkv,
         "mask_source": args.mask_source,
         "masking": args.masking,
         "gt_prob": args.gt_prob,
@@ -436,7 +499,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             "lower --batch-size or add data",
         )
 
-    model = build_model(config).to(device)
+    try:
+        model = build_model(config).to(device)
+    except (TypeError, ValueError) as err:
+        raise CLIError(f"cannot build the model: {err}", "fix the model flags (see --help)") from None
     if args.sync_bn:
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     raw_model = model
@@ -479,15 +545,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     train_model: nn.Module = torch.compile(model) if args.compile else model
 
     pose_loss: nn.Module = SimCCKLLoss() if config.head == "simcc" else HeatmapMSELoss()
-    criterion = VisibilityAwareLoss(pose_loss, vis_weight=args.vis_weight, pose_keypoints=args.pose_keypoints)
+    vis_loss: nn.Module = VisibilityCELoss() if args.vis_loss == "ce" else VisibilityBCELoss()
+    criterion = VisibilityAwareLoss(
+        pose_loss, vis_weight=args.vis_weight, pose_keypoints=args.pose_keypoints, vis_loss=vis_loss
+    )
     val_sampler = ShardSampler(len(val_set), info.rank, info.world_size)
     val_loader = DataLoader(val_set, batch_size=args.batch_size, sampler=val_sampler, **loader_kwargs)
     evaluator = PoseEvaluator(val_ann, keypoint_info=args.keypoints, crowdpose=args.keypoints == "crowdpose")
     logger = Logger(output, info.is_main, args.tensorboard)
     if info.is_main:
         n_params = sum(p.numel() for p in raw_model.parameters())
+        layer = ""
+        if config.reasoner:
+            kw = config.reasoner_kwargs
+            layer = (
+                f" (E={kw['embed_dim']} depth={kw['depth']} heads={kw['num_heads']} "
+                f"{'pre' if kw['norm_first'] else 'post'}-norm{' shared-qkv' if kw['shared_qkv'] else ''} "
+                f"mask={kw['mask_source']}/{kw['masking']} vis-loss={args.vis_loss})"
+            )
         print(
-            f"model {config.arch}/{config.head} reasoner={config.reasoner} params={n_params / 1e6:.2f}M | "
+            f"model {config.arch}/{config.head} reasoner={config.reasoner}{layer} "
+            f"params={n_params / 1e6:.2f}M | "
             f"{len(train_set)} train / {len(val_set)} val instances | {info.world_size} process(es) x batch "
             f"{args.batch_size} | {iters_per_epoch} it/epoch x {args.epochs} epochs | device {device} | "
             f"seed {args.seed}"

@@ -201,16 +201,35 @@ def test_visible_passthrough_ground_truth() -> None:
     out_h = heat(torch.randn(2, 3, *INPUT), flags == 2)
     assert out_h.mask is not None
     assert_close(out_h.mask, expected)
-    # the plain baseline ignores visible
+    # the plain baseline does not use visible
     plain = _simcc(reasoner=False)
     assert plain(torch.randn(2, 3, *INPUT), flags).mask is None
 
 
+@pytest.mark.parametrize("reasoner", [True, False])
+def test_visible_is_validated_with_and_without_reasoner(reasoner: bool) -> None:
+    images = torch.randn(2, 3, *INPUT)
+    heat = HeatmapAdapter(
+        nn.Conv2d(3, 5, 3, stride=4, padding=1),
+        5,
+        heatmap_size=(8, 6),
+        reasoner=reasoner,
+        reasoner_kwargs=SMALL if reasoner else None,
+    )
+    for model in (_simcc(reasoner=reasoner), heat):
+        with pytest.raises(ValueError, match=r"visible must be \(B, K\) with B=2, K=5, got \(2, 4\)"):
+            model(images, torch.full((2, 4), 2))
+        with pytest.raises(ValueError, match=r"visible must hold COCO flags in \{0, 1, 2\}"):
+            model(images, torch.full((2, 5), 3))
+
+
 def test_bad_images() -> None:
     model = _simcc()
-    with pytest.raises(ValueError, match=r"input_size = \(32, 24\).*got \(2, 3, 32, 32\)"):
+    with pytest.raises(
+        ValueError, match=r"images must be \(B, C, H, W\) with C=3, H=32, W=24, got \(2, 3, 32, 32\)"
+    ):
         model(torch.randn(2, 3, 32, 32))
-    with pytest.raises(ValueError, match=r"images must be \(B, 3, H, W\).*got \(2, 1, 32, 24\)"):
+    with pytest.raises(ValueError, match=r"images must be \(B, C, H, W\).*got \(2, 1, 32, 24\)"):
         model(torch.randn(2, 1, *INPUT))
     with pytest.raises(ValueError, match="images"):
         model(torch.randn(3, *INPUT))

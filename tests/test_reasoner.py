@@ -47,6 +47,35 @@ def _oracle_mlp(block: ReasonerBlock, x: torch.Tensor) -> torch.Tensor:
     return (h * torch.sigmoid(h)) @ fc2.weight.T + fc2.bias  # SiLU
 
 
+def _oracle_block(block: ReasonerBlock, x: torch.Tensor, key_bias: torch.Tensor) -> torch.Tensor:
+    if block.norm_first:
+        x = x + _oracle_attention(block, _layer_norm(x, block.norm1), key_bias)
+        return x + _oracle_mlp(block, _layer_norm(x, block.norm2))
+    x = _layer_norm(x + _oracle_attention(block, x, key_bias), block.norm1)
+    return _layer_norm(x + _oracle_mlp(block, x), block.norm2)
+
+
+def _oracle_logits(r: VisibilityMaskedReasoner, tokens: torch.Tensor) -> torch.Tensor:
+    """VisNet (Linear + ReLU, last layer linear), one keypoint at a time."""
+    layers = list(r.visnet.layers)
+    logits = torch.empty(tokens.shape[:2], dtype=torch.float64)
+    with torch.no_grad():
+        for b in range(tokens.shape[0]):
+            for k in range(tokens.shape[1]):
+                h = tokens[b, k]
+                for i, layer in enumerate(layers):
+                    h = layer.weight @ h + layer.bias  # type: ignore[operator]
+                    if i < len(layers) - 1:
+                        h = h.clamp_min(0.0)
+                logits[b, k] = float(h[0])
+    return logits
+
+
+def _oracle_visible(r: VisibilityMaskedReasoner, tokens: torch.Tensor) -> torch.Tensor:
+    """The threshold rule ``sigmoid(logit) >= threshold`` on the oracle logits."""
+    return 1.0 / (1.0 + torch.exp(-_oracle_logits(r, tokens))) >= r.threshold
+
+
 def _oracle(r: VisibilityMaskedReasoner, tokens: torch.Tensor, visible: torch.Tensor) -> torch.Tensor:
     scale = r.occluded_scale
     features = r.masking in ("features", "both") and r.mask_source != "none"
@@ -55,12 +84,7 @@ def _oracle(r: VisibilityMaskedReasoner, tokens: torch.Tensor, visible: torch.Te
     key_bias = torch.where(visible, 0.0, math.log(scale)) if attention else torch.zeros(visible.shape)
     x = torch.relu((tokens * mask[..., None]) @ r.embed.weight.T + r.embed.bias)
     for block in r.blocks:
-        if block.norm_first:
-            x = x + _oracle_attention(block, _layer_norm(x, block.norm1), key_bias)
-            x = x + _oracle_mlp(block, _layer_norm(x, block.norm2))
-        else:
-            x = _layer_norm(x + _oracle_attention(block, x, key_bias), block.norm1)
-            x = _layer_norm(x + _oracle_mlp(block, x), block.norm2)
+        x = _oracle_block(block, x, key_bias)  # type: ignore[arg-type]
     if isinstance(r.norm, nn.LayerNorm):
         x = _layer_norm(x, r.norm)
     return x @ r.proj.weight.T + r.proj.bias + tokens
@@ -105,21 +129,43 @@ def test_matches_oracle(norm_first: bool, shared_qkv: bool, masking: str) -> Non
     r = _small(norm_first=norm_first, shared_qkv=shared_qkv, masking=masking, occluded_scale=0.1)
     _randomise(r)
     tokens = torch.randn(3, 5, 12)
+    with torch.no_grad():  # centre the logits so that both decisions occur
+        r.visnet.layers[-1].bias -= float(_oracle_logits(r, tokens).median()) + 1e-3  # type: ignore[operator]
     out = r(tokens)
-    assert_close(out.tokens, _oracle(r, tokens, out.visible))
-    expected_visible = torch.sigmoid(r.visnet(tokens)) >= 0.5
+    expected_visible = _oracle_visible(r, tokens)
     assert torch.equal(out.visible, expected_visible)
+    assert 0 < int(expected_visible.sum()) < expected_visible.numel(), "need visible and occluded keypoints"
+    assert_close(out.tokens, _oracle(r, tokens, expected_visible))
 
 
-def test_post_norm_block_formula() -> None:
-    block = ReasonerBlock(8, 2, norm_first=False)
+@pytest.mark.parametrize("norm_first", [True, False])
+@pytest.mark.parametrize("shared_qkv", [False, True])
+def test_block_matches_oracle(norm_first: bool, shared_qkv: bool) -> None:
+    block = ReasonerBlock(8, 2, norm_first=norm_first, shared_qkv=shared_qkv)
     _randomise(block)
     x = torch.randn(2, 4, 8)
-    h = block.norm1(x + block.attn(x)[0])
-    assert_close(block(x)[0], block.norm2(h + block.mlp(h)))
-    pre = ReasonerBlock(8, 2, norm_first=True)
-    h = x + pre.attn(pre.norm1(x))[0]
-    assert_close(pre(x)[0], h + pre.mlp(pre.norm2(h)))
+    key_bias = torch.where(torch.rand(2, 4) < 0.5, 0.0, math.log(0.1))
+    bias = key_bias[:, None, None, :].expand(2, 1, 4, 4)  # (B, 1, K, K)
+    assert_close(block(x)[0], _oracle_block(block, x, torch.zeros(2, 4)))
+    assert_close(block(x, bias)[0], _oracle_block(block, x, key_bias))
+
+
+def test_block_bad_input() -> None:
+    with pytest.raises(ValueError, match="dim must be a positive int, got 0"):
+        ReasonerBlock(0, 2)
+    with pytest.raises(ValueError, match="num_heads must be a positive int, got 0"):
+        ReasonerBlock(8, 0)
+    with pytest.raises(ValueError, match="mlp_ratio must be a finite number > 0"):
+        ReasonerBlock(8, 2, mlp_ratio=-1.0)
+    with pytest.raises(TypeError, match="norm_first must be a bool"):
+        ReasonerBlock(8, 2, norm_first=1)  # type: ignore[arg-type]
+    block = ReasonerBlock(8, 2)
+    with pytest.raises(ValueError, match=r"x must be \(B, K, E\) with E=8, got \(2, 3, 6\)"):
+        block(torch.randn(2, 3, 6))
+    with pytest.raises(ValueError, match=r"x must be \(B, K, E\)"):
+        block(torch.randn(3, 8))
+    with pytest.raises(TypeError, match="x must be a floating-point"):
+        block(torch.ones(2, 3, 8, dtype=torch.long))
 
 
 @pytest.mark.parametrize("masking", ["features", "both"])

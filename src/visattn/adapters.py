@@ -21,13 +21,14 @@ Hf x Wf feature map / heatmap, Wx / Hy SimCC bins.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import Any, NamedTuple
 
 import torch
 from torch import nn
 
-from visattn._checks import check_positive_int, check_size_pair, check_tensor
+from visattn._checks import check_flags, check_positive_int, check_size_pair, check_tensor
 from visattn.heads import SimCCHead
 from visattn.reasoner import VisibilityMaskedReasoner
 
@@ -115,19 +116,25 @@ def _factory_kwargs(module: nn.Module) -> dict[str, Any]:
     return {"device": None, "dtype": None}
 
 
-@torch.no_grad()
-def _probe(module: nn.Module, images: torch.Tensor) -> Any:
-    """Run ``module`` once in eval mode without gradients, restoring every submodule's training flag.
+@contextmanager
+def _eval_mode(module: nn.Module) -> Iterator[None]:
+    """Put ``module`` in eval mode and restore every submodule's training flag afterwards.
 
     Eval mode keeps BatchNorm running statistics (and dropout) untouched; no copy of the module is made.
     """
     flags = [(m, m.training) for m in module.modules()]
     module.eval()
     try:
-        return module(images)
+        yield
     finally:
         for m, training in flags:
             m.training = training
+
+
+def _check_ignored_visible(visible: torch.Tensor | None, batch: int, num_keypoints: int) -> None:
+    """Validate ``visible`` (B, K) COCO flags or bools even where no reasoner uses them."""
+    if visible is not None:
+        check_flags("visible", visible, "B K", B=batch, K=num_keypoints)
 
 
 def _build_reasoner(
@@ -239,7 +246,8 @@ class SimCCAdapter(nn.Module):
         factory = _factory_kwargs(backbone)
         if feature_size is None:
             probe = torch.zeros(1, 3, *self.input_size, **factory)
-            feature = select_feature_map(_probe(backbone, probe), "backbone output")
+            with _eval_mode(backbone), torch.no_grad():
+                feature = select_feature_map(backbone(probe), "backbone output")
             check_tensor("backbone output", feature, "B C Hf Wf", floating=True, B=1, C=self.in_channels)
             feature_size = (int(feature.shape[2]), int(feature.shape[3]))
             if feature.numel() == 0:
@@ -257,16 +265,6 @@ class SimCCAdapter(nn.Module):
         self.head = SimCCHead(self.token_dim, self.input_size, split_ratio=split_ratio, bias=bias, **factory)
         self.split_ratio = self.head.split_ratio
 
-    def _check_images(self, images: torch.Tensor) -> torch.Tensor:
-        height, width = self.input_size
-        check_tensor("images", images, "B 3 H W", floating=True)
-        if images.shape[1] != 3 or tuple(images.shape[2:]) != self.input_size:
-            raise ValueError(
-                f"images must be (B, 3, H, W) with (H, W) = input_size = {(height, width)} (the SimCC bins "
-                f"and token dim depend on it), got {tuple(images.shape)}"
-            )
-        return images
-
     def forward_features(self, images: torch.Tensor) -> torch.Tensor:
         """Keypoint tokens before the reasoner.
 
@@ -276,10 +274,13 @@ class SimCCAdapter(nn.Module):
         Returns:
             ``(B, K, D)`` tokens, ``D = Hf * Wf``.
         """
-        self._check_images(images)
+        height, width = self.input_size
+        check_tensor("images", images, "B C H W", floating=True, C=3, H=height, W=width)
         feature = select_feature_map(self.backbone(images), "backbone output")
         height, width = self.feature_size
-        check_tensor("backbone output", feature, "B C Hf Wf", C=self.in_channels, Hf=height, Wf=width)
+        check_tensor(
+            "backbone output", feature, "B C Hf Wf", floating=True, C=self.in_channels, Hf=height, Wf=width
+        )
         if feature.shape[0] != images.shape[0]:
             raise ValueError(
                 f"backbone output must keep the batch size {images.shape[0]}, got {tuple(feature.shape)}"
@@ -293,8 +294,8 @@ class SimCCAdapter(nn.Module):
         Args:
             images: ``(B, 3, H, W)`` crops of exactly ``input_size``.
             visible: optional ``(B, K)`` COCO flags 0/1/2 (visible iff ``v == 2``) or bools, passed to
-                the reasoner (used with its ``mask_source`` "ground_truth" / "mixed"); ignored without
-                a reasoner.
+                the reasoner (used with its ``mask_source`` "ground_truth" / "mixed"); validated but
+                unused without a reasoner.
 
         Returns:
             :class:`SimCCOutput` ``(x_logits (B, K, Wx), y_logits (B, K, Hy), vis_logits (B, K) | None,
@@ -302,6 +303,7 @@ class SimCCAdapter(nn.Module):
         """
         tokens = self.forward_features(images)
         if self.reasoner is None:
+            _check_ignored_visible(visible, tokens.shape[0], self.num_keypoints)
             x_logits, y_logits = self.head(tokens)
             return SimCCOutput(x_logits, y_logits, None, None)
         refined = self.reasoner(tokens, visible)
@@ -365,7 +367,7 @@ class HeatmapAdapter(nn.Module):
         Args:
             images: ``(B, 3, H, W)`` crops.
             visible: optional ``(B, K)`` COCO flags 0/1/2 (visible iff ``v == 2``) or bools for the
-                reasoner's ground-truth mask source; ignored without a reasoner.
+                reasoner's ground-truth mask source; validated but unused without a reasoner.
 
         Returns:
             :class:`HeatmapOutput` ``(heatmaps (B, K, Hf, Wf), vis_logits (B, K) | None,
@@ -380,6 +382,7 @@ class HeatmapAdapter(nn.Module):
                 f"pose_model output must keep the batch size {images.shape[0]}, got {tuple(heatmaps.shape)}"
             )
         if self.reasoner is None:
+            _check_ignored_visible(visible, heatmaps.shape[0], self.num_keypoints)
             return HeatmapOutput(heatmaps, None, None)
         refined = self.reasoner(heatmaps.flatten(2), visible)  # tokens (B, K, D)
         out = refined.tokens.unflatten(2, (height, width))  # (B, K, Hf, Wf)

@@ -41,6 +41,7 @@ __all__ = ["from_official_checkpoint", "to_official_checkpoint"]
 
 _SECTIONS = ("transformer_state_dict", "output_state_dict", "visibility_state_dict")
 _PREFIX = "module."
+_QKV = ("query", "key", "value")
 StateDict = dict[str, torch.Tensor]
 
 
@@ -159,6 +160,23 @@ def _check_authors_layout(reasoner: VisibilityMaskedReasoner, head: SimCCHead) -
         raise ValueError("modules do not have the authors' parameterisation: " + "; ".join(problems))
 
 
+def _shared_keys(depth: int) -> list[tuple[str, str]]:
+    """``(authors' key, reasoner key)`` of every transformer tensor copied unchanged (both directions)."""
+    pairs = []
+    for name in ("weight", "bias"):
+        pairs += [(f"embedding_layer.embed.0.{name}", f"embed.{name}"), (f"fc.{name}", f"proj.{name}")]
+        for i in range(depth):
+            theirs, mine = f"layers.{i}.", f"blocks.{i}."
+            pairs += [
+                (f"{theirs}attention.out.{name}", f"{mine}attn.proj.{name}"),
+                (f"{theirs}norm1.{name}", f"{mine}norm1.{name}"),
+                (f"{theirs}norm2.{name}", f"{mine}norm2.{name}"),
+                (f"{theirs}feed_forward.0.{name}", f"{mine}mlp.0.{name}"),
+                (f"{theirs}feed_forward.2.{name}", f"{mine}mlp.2.{name}"),
+            ]
+    return pairs
+
+
 def to_official_checkpoint(
     reasoner: VisibilityMaskedReasoner, head: SimCCHead, *, prefix: str = _PREFIX
 ) -> dict[str, StateDict]:
@@ -189,24 +207,14 @@ def to_official_checkpoint(
         raise TypeError(f"head must be a SimCCHead, got {type(head).__name__}")
     _check_authors_layout(reasoner, head)
     ours = {k: v.detach() for k, v in reasoner.state_dict().items()}
-    tr: StateDict = {}
-    for name in ("weight", "bias"):
-        tr[f"embedding_layer.embed.0.{name}"] = ours[f"embed.{name}"]
-    for i in range(len(reasoner.blocks)):
+    depth, num_convs = len(reasoner.blocks), len(reasoner.visnet.layers)
+    tr: StateDict = {theirs: ours[mine] for theirs, mine in _shared_keys(depth)}
+    for i in range(depth):
         q, k, v = ours[f"blocks.{i}.attn.qkv.weight"].chunk(3, dim=0)  # each (Dh, Dh)
-        tr[f"layers.{i}.attention.query_matrix.weight"] = q
-        tr[f"layers.{i}.attention.key_matrix.weight"] = k
-        tr[f"layers.{i}.attention.value_matrix.weight"] = v
-        for name in ("weight", "bias"):
-            tr[f"layers.{i}.attention.out.{name}"] = ours[f"blocks.{i}.attn.proj.{name}"]
-            tr[f"layers.{i}.norm1.{name}"] = ours[f"blocks.{i}.norm1.{name}"]
-            tr[f"layers.{i}.norm2.{name}"] = ours[f"blocks.{i}.norm2.{name}"]
-            tr[f"layers.{i}.feed_forward.0.{name}"] = ours[f"blocks.{i}.mlp.0.{name}"]
-            tr[f"layers.{i}.feed_forward.2.{name}"] = ours[f"blocks.{i}.mlp.2.{name}"]
-    for name in ("weight", "bias"):
-        tr[f"fc.{name}"] = ours[f"proj.{name}"]
+        for name, weight in zip(_QKV, (q, k, v)):
+            tr[f"layers.{i}.attention.{name}_matrix.weight"] = weight
     vis: StateDict = {}
-    for j in range(len(reasoner.visnet.layers)):
+    for j in range(num_convs):
         vis[f"conv{j + 1}.weight"] = ours[f"visnet.layers.{j}.weight"][..., None]  # (out, in, 1)
         vis[f"conv{j + 1}.bias"] = ours[f"visnet.layers.{j}.bias"]
     out = {"mlp_head_x.weight": head.x_head.weight.detach(), "mlp_head_y.weight": head.y_head.weight.detach()}
@@ -218,25 +226,10 @@ def to_official_checkpoint(
 
 def _to_ours(sections: dict[str, StateDict], depth: int, num_convs: int) -> tuple[StateDict, StateDict]:
     tr, out, vis = (sections[s] for s in _SECTIONS)
-    ours: StateDict = {}
-    for name in ("weight", "bias"):
-        ours[f"embed.{name}"] = tr[f"embedding_layer.embed.0.{name}"]
-        ours[f"proj.{name}"] = tr[f"fc.{name}"]
+    ours: StateDict = {mine: tr[theirs] for theirs, mine in _shared_keys(depth)}
     for i in range(depth):
-        att = f"layers.{i}.attention"
-        ours[f"blocks.{i}.attn.qkv.weight"] = torch.cat(
-            [
-                tr[f"{att}.query_matrix.weight"],
-                tr[f"{att}.key_matrix.weight"],
-                tr[f"{att}.value_matrix.weight"],
-            ]
-        )  # (3 Dh, Dh)
-        for name in ("weight", "bias"):
-            ours[f"blocks.{i}.attn.proj.{name}"] = tr[f"{att}.out.{name}"]
-            ours[f"blocks.{i}.norm1.{name}"] = tr[f"layers.{i}.norm1.{name}"]
-            ours[f"blocks.{i}.norm2.{name}"] = tr[f"layers.{i}.norm2.{name}"]
-            ours[f"blocks.{i}.mlp.0.{name}"] = tr[f"layers.{i}.feed_forward.0.{name}"]
-            ours[f"blocks.{i}.mlp.2.{name}"] = tr[f"layers.{i}.feed_forward.2.{name}"]
+        qkv = [tr[f"layers.{i}.attention.{name}_matrix.weight"] for name in _QKV]  # each (Dh, Dh)
+        ours[f"blocks.{i}.attn.qkv.weight"] = torch.cat(qkv)  # (3 Dh, Dh)
     for j in range(num_convs):
         ours[f"visnet.layers.{j}.weight"] = vis[f"conv{j + 1}.weight"].squeeze(-1)  # (out, in)
         ours[f"visnet.layers.{j}.bias"] = vis[f"conv{j + 1}.bias"]

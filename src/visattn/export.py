@@ -38,8 +38,6 @@ from __future__ import annotations
 
 import importlib
 import os
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +45,7 @@ import torch
 from torch import nn
 
 from visattn._checks import check_positive_int, check_size_pair, check_tensor
-from visattn.adapters import HeatmapAdapter, SimCCAdapter
+from visattn.adapters import HeatmapAdapter, SimCCAdapter, _eval_mode, _factory_kwargs
 from visattn.codecs import heatmap_decode, simcc_decode
 
 __all__ = ["DeploymentModel", "export_onnx", "export_program"]
@@ -153,29 +151,11 @@ class DeploymentModel(nn.Module):
         return tuple(outputs)
 
 
-@contextmanager
-def _eval_mode(module: nn.Module) -> Iterator[None]:
-    """Put ``module`` in eval mode and restore every submodule's training flag afterwards."""
-    flags = [(m, m.training) for m in module.modules()]
-    module.eval()
-    try:
-        yield
-    finally:
-        for m, training in flags:
-            m.training = training
-
-
 def _example_images(deploy: DeploymentModel, batch: int) -> torch.Tensor:
-    """A random example batch on the device/dtype of the model's first floating parameter."""
-    device: torch.device | None = None
-    dtype = torch.float32
-    for param in deploy.parameters():
-        if param.is_floating_point():
-            device, dtype = param.device, param.dtype
-            break
+    """A random example batch on the device/dtype of the model's first floating parameter or buffer."""
     generator = torch.Generator(device="cpu").manual_seed(0)
     images = torch.randn(batch, 3, *deploy.input_size, generator=generator)
-    return images.to(device=device, dtype=dtype)
+    return images.to(**_factory_kwargs(deploy))
 
 
 def _dynamic_shapes(dynamic_batch: bool, example_batch: int) -> tuple[dict[int, Any]] | None:

@@ -224,10 +224,10 @@ def visibility_bce_loss(vis_logits: torch.Tensor, flags: torch.Tensor) -> torch.
         0.6931
     """
     logits = check_tensor("vis_logits", vis_logits, "B K", floating=True)
-    check_flags("flags", flags, "B K", B=logits.shape[0], K=logits.shape[1])
+    check_tensor("flags", flags, "B K", B=logits.shape[0], K=logits.shape[1])
+    target = flags_to_visible(flags).float()  # (B, K); checks the values
     if logits.numel() == 0:
         return _zero_like_graph(logits)
-    target = flags_to_visible(flags).float()
     return F.binary_cross_entropy_with_logits(logits.float(), target)
 
 
@@ -253,10 +253,10 @@ def visibility_ce_loss(vis_logits: torch.Tensor, flags: torch.Tensor) -> torch.T
         1.3863
     """
     logits = check_tensor("vis_logits", vis_logits, "B K", floating=True)
-    check_flags("flags", flags, "B K", B=logits.shape[0], K=logits.shape[1])
+    check_tensor("flags", flags, "B K", B=logits.shape[0], K=logits.shape[1])
+    target = flags_to_visible(flags).float()  # (B, K); checks the values
     if logits.numel() == 0:
         return _zero_like_graph(logits)
-    target = flags_to_visible(flags).float()
     return F.cross_entropy(torch.sigmoid(logits.float()), target)
 
 

@@ -23,7 +23,6 @@ from torch import nn
 
 from visattn._checks import (
     check_choice,
-    check_flags,
     check_positive_float,
     check_positive_int,
     check_probability,
@@ -71,6 +70,7 @@ class ReasonerBlock(nn.Module):
         dtype: dtype of the parameters.
 
     Attributes:
+        dim: embed dim ``E``.
         norm1, attn, norm2, mlp: the sub-modules (``mlp`` is ``Sequential(Linear, act, Linear)``).
 
     Shapes:
@@ -97,7 +97,7 @@ class ReasonerBlock(nn.Module):
         dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
-        check_positive_int("dim", dim)
+        self.dim = check_positive_int("dim", dim)
         ratio = check_positive_float("mlp_ratio", mlp_ratio)
         hidden = int(dim * ratio)
         if hidden < 1:
@@ -129,6 +129,7 @@ class ReasonerBlock(nn.Module):
         Returns:
             ``(y (B, K, E), attn (B, Hh, K, K) or None)``.
         """
+        check_tensor("x", x, "B K E", floating=True, E=self.dim)
         if self.norm_first:
             h, attn = self.attn(self.norm1(x), attn_bias, return_attn=return_attn)
             x = x + h
@@ -295,7 +296,7 @@ class VisibilityMaskedReasoner(nn.Module):
             logits: torch.Tensor = self.visnet(tokens.detach().to(param_dtype))  # (B, K)
         return logits
 
-    def _visible(self, vis_logits: torch.Tensor, gt_visible: torch.Tensor | None, batch: int) -> torch.Tensor:
+    def _visible(self, vis_logits: torch.Tensor, gt_visible: torch.Tensor | None) -> torch.Tensor:
         """The bool (B, K) visibility used for masking, per ``mask_source``."""
         source = self.mask_source
         if source == "none":
@@ -313,7 +314,7 @@ class VisibilityMaskedReasoner(nn.Module):
         if source == "predicted" or not self.training:
             return predicted
         assert gt_visible is not None
-        use_gt = torch.rand(batch, 1, device=vis_logits.device) < self.gt_prob  # (B, 1)
+        use_gt = torch.rand(vis_logits.shape[0], 1, device=vis_logits.device) < self.gt_prob  # (B, 1)
         return torch.where(use_gt, gt_visible, predicted)
 
     def forward(
@@ -332,19 +333,13 @@ class VisibilityMaskedReasoner(nn.Module):
             :class:`ReasonerOutput` ``(tokens, vis_logits, mask, visible, attn)``.
         """
         check_tensor("tokens", tokens, "B K D", floating=True, K=self.num_keypoints, D=self.in_dim)
-        batch = tokens.shape[0]
         gt_visible: torch.Tensor | None = None
         if visible is not None:
-            if torch.compiler.is_compiling():  # value checks need a host sync: shapes only
-                check_tensor("visible", visible, "B K", B=batch, K=self.num_keypoints)
-                gt_visible = visible if visible.dtype == torch.bool else visible == 2
-            else:
-                check_flags("visible", visible, "B K", B=batch, K=self.num_keypoints)
-                gt_visible = flags_to_visible(visible)
-            gt_visible = gt_visible.to(tokens.device)
+            check_tensor("visible", visible, "B K", B=tokens.shape[0], K=self.num_keypoints)
+            gt_visible = flags_to_visible(visible, name="visible").to(tokens.device)  # (B, K) bool
 
         vis_logits = self._visnet_logits(tokens)  # (B, K)
-        used = self._visible(vis_logits, gt_visible, batch)  # (B, K) bool
+        used = self._visible(vis_logits, gt_visible)  # (B, K) bool
         masks_features = self.mask_source != "none" and self.masking in ("features", "both")
         masks_attention = self.mask_source != "none" and self.masking in ("attention", "both")
         scale = self.occluded_scale if masks_features else 1.0

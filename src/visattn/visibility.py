@@ -14,12 +14,16 @@ from visattn._checks import check_flags, check_probability, check_tensor
 __all__ = ["flags_to_visible", "predicted_visible", "visibility_mask"]
 
 
-def flags_to_visible(flags: torch.Tensor) -> torch.Tensor:
+def flags_to_visible(flags: torch.Tensor, *, name: str = "flags") -> torch.Tensor:
     """Turn COCO flags or a bool tensor into a bool ``visible`` tensor of the same shape.
+
+    The values are checked to lie in {0, 1, 2} (skipped while ``torch.compile`` traces, where the
+    check would need a host sync); callers check the shape.
 
     Args:
         flags: ``(B, K)`` (any shape) COCO flags in {0, 1, 2} of any integer or float dtype, or a
             bool tensor that already says visible (True) / occluded (False).
+        name: argument name used in error messages.
 
     Returns:
         bool tensor, True iff the flag is 2 (or the input is True).
@@ -30,9 +34,10 @@ def flags_to_visible(flags: torch.Tensor) -> torch.Tensor:
     """
     if not isinstance(flags, torch.Tensor):
         raise TypeError(
-            f"flags must be a torch.Tensor of COCO flags 0/1/2 or bools, got {type(flags).__name__}"
+            f"{name} must be a torch.Tensor of COCO flags 0/1/2 or bools, got {type(flags).__name__}"
         )
-    check_flags("flags", flags, " ".join(f"d{i}" for i in range(flags.dim())))
+    if not torch.compiler.is_compiling():
+        check_flags(name, flags, " ".join(f"d{i}" for i in range(flags.dim())))
     if flags.dtype == torch.bool:
         return flags
     return flags == 2

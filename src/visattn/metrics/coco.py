@@ -207,9 +207,8 @@ def _prepare_ground_truth(
         if use_area:
             if "area" not in ann:
                 raise ValueError(
-                    f"ann_file annotations[{i}] (id {ann.get('id')}) has no 'area'; pass use_area=False to "
-                    f"use "
-                    f"0.53 * bbox w * h instead (the CrowdPose convention)"
+                    f"ann_file annotations[{i}] (id {ann.get('id')}) has no 'area'; pass use_area=False "
+                    f"to use 0.53 * bbox w * h instead (the CrowdPose convention)"
                 )
         else:
             copy["area"] = float(ann["bbox"][2]) * float(ann["bbox"][3]) * 0.53
@@ -227,6 +226,17 @@ def _prepare_ground_truth(
     out = dict(data)
     out["annotations"] = anns
     return out
+
+
+def _subset_mask(flags: torch.Tensor, subset: str) -> torch.Tensor:
+    """``(N, K)`` bool: the keypoints a subset counts (``v > 0``, ``v == 2`` or ``v == 1``).
+
+    ``flags`` must already be shape-checked COCO flags; a bool tensor is rejected because it cannot tell
+    ``v = 0`` from ``v = 1``.
+    """
+    if flags.dtype == torch.bool:
+        raise TypeError("flags must be COCO flags 0/1/2 (a bool visibility tensor cannot tell v=0 from v=1)")
+    return flags > 0 if subset == "all" else flags == _SUBSET_FLAG[subset]
 
 
 def _stats_to_dict(stats: Sequence[float], names: Sequence[str]) -> dict[str, float]:
@@ -366,10 +376,7 @@ def keypoint_oks(
         count = torch.ones(n, k, dtype=pred.dtype, device=pred.device)
     else:
         check_flags("flags", flags, "N K", N=n, K=k)
-        if flags.dtype == torch.bool:
-            raise TypeError("flags must be COCO flags 0/1/2 (bool visibility cannot tell v=0 from v=1)")
-        target = {"all": flags > 0, "visible": flags == 2, "occluded": flags == 1}[subset]
-        count = target.to(pred.dtype)
+        count = _subset_mask(flags, subset).to(pred.dtype)  # (N, K)
     d2 = (pred - gt.to(pred.dtype)).square().sum(-1)  # (N, K)
     var = (2.0 * sig).square()  # (K,)
     e = d2 / (var * (areas.to(pred.dtype)[:, None] + float(np.spacing(1))) * 2.0)  # (N, K)

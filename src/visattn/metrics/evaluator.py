@@ -22,6 +22,7 @@ true positives); ``nms_threshold=0.9`` enables MMPose's greedy per-image OKS-NMS
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from collections.abc import Sequence
@@ -404,8 +405,6 @@ class PoseEvaluator:
         Returns:
             The path written.
         """
-        import json
-
         results = self.results()
         target = Path(path)
         if dist.is_available() and dist.is_initialized() and dist.get_rank() != 0:

@@ -18,15 +18,9 @@ import math
 import torch
 
 from visattn._checks import check_choice, check_flags, check_positive_float, check_tensor
-from visattn.metrics.coco import SUBSETS
+from visattn.metrics.coco import SUBSETS, _subset_mask
 
 __all__ = ["pck", "pck_by_subset", "pck_counts"]
-
-
-def _subset_mask(flags: torch.Tensor, subset: str) -> torch.Tensor:
-    if subset == "all":
-        return flags > 0
-    return flags == (2 if subset == "visible" else 1)
 
 
 def pck_counts(
@@ -64,15 +58,13 @@ def pck_counts(
     n, k = pred.shape[:2]
     check_tensor("gt", gt, "N K D", floating=True, N=n, K=k, D=2)
     check_flags("flags", flags, "N K", N=n, K=k)
-    if flags.dtype == torch.bool:
-        raise TypeError("flags must be COCO flags 0/1/2 (a bool visibility tensor cannot tell v=0 from v=1)")
     check_tensor("boxes", boxes, "N D", floating=True, N=n, D=4)
     alpha = check_positive_float("alpha", alpha)
     check_choice("subset", subset, SUBSETS)
     if not bool(torch.isfinite(pred).all()) or not bool(torch.isfinite(gt).all()):
         raise ValueError("pred and gt must be finite (found NaN or inf)")
     scale = boxes[:, 2:].to(torch.float64).amax(dim=1)  # (N,)
-    counted = _subset_mask(flags, subset) & (scale > 0)[:, None]  # (N, K)
+    counted = _subset_mask(flags, subset) & (scale > 0)[:, None]  # (N, K); rejects bool flags
     dist = torch.linalg.vector_norm(pred.to(torch.float64) - gt.to(torch.float64), dim=-1)  # (N, K)
     correct = (dist < alpha * scale[:, None]) & counted
     return int(correct.sum()), int(counted.sum())

@@ -1,0 +1,92 @@
+"""The visibility convention (COCO flags -> bool) and the mask rule, against element-wise loops."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from visattn.visibility import flags_to_visible, predicted_visible, visibility_mask
+
+
+@pytest.mark.parametrize("dtype", [torch.int64, torch.uint8, torch.float32])
+def test_flags_to_visible_matches_loop(dtype: torch.dtype) -> None:
+    flags = torch.randint(0, 3, (4, 7)).to(dtype)
+    got = flags_to_visible(flags)
+    assert got.dtype == torch.bool
+    assert got.shape == flags.shape
+    for b in range(4):
+        for k in range(7):
+            assert bool(got[b, k]) == (int(flags[b, k]) == 2)  # v = 0 and v = 1 count as occluded
+
+
+def test_flags_to_visible_passes_bools_and_any_shape() -> None:
+    visible = torch.rand(3, 5) > 0.5
+    assert torch.equal(flags_to_visible(visible), visible)
+    assert flags_to_visible(torch.tensor([2, 0, 1])).tolist() == [True, False, False]
+    assert flags_to_visible(torch.zeros(0, 17, dtype=torch.long)).shape == (0, 17)
+
+
+def test_flags_to_visible_rejects_bad_values_naming_the_argument() -> None:
+    with pytest.raises(ValueError, match=r"flags must hold COCO flags in \{0, 1, 2\}.*\[3\.0\]"):
+        flags_to_visible(torch.tensor([[0, 3]]))
+    with pytest.raises(ValueError, match=r"visible must hold COCO flags"):
+        flags_to_visible(torch.tensor([[0.5, 2.0]]), name="visible")
+    with pytest.raises(TypeError, match=r"visible must be a torch\.Tensor"):
+        flags_to_visible([[0, 2]], name="visible")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("threshold", [0.5, 0.3, 0.9])
+def test_predicted_visible_matches_loop(threshold: float) -> None:
+    logits = torch.randn(3, 6) * 3
+    logits[0, 0] = math.log(threshold / (1 - threshold))  # exactly at the threshold: visible
+    got = predicted_visible(logits, threshold)
+    assert got.dtype == torch.bool
+    for b in range(3):
+        for k in range(6):
+            p = 1.0 / (1.0 + math.exp(-float(logits[b, k])))
+            if abs(p - threshold) > 1e-6:
+                assert bool(got[b, k]) == (p >= threshold)
+    assert bool(got[0, 0])
+
+
+def test_predicted_visible_decides_in_float32() -> None:
+    logits = torch.tensor([[-1e-3, 1e-3]], dtype=torch.bfloat16)
+    assert predicted_visible(logits).tolist() == [[False, True]]
+
+
+@pytest.mark.parametrize("scale", [0.01, 0.5, 1.0])
+def test_visibility_mask_matches_loop(scale: float) -> None:
+    visible = torch.rand(4, 5) > 0.5
+    mask = visibility_mask(visible, scale)
+    assert mask.dtype == torch.float32
+    for b in range(4):
+        for k in range(5):
+            expected = 1.0 if visible[b, k] else scale
+            assert abs(float(mask[b, k]) - expected) < 1e-7
+    assert visibility_mask(visible, scale, dtype=torch.float64).dtype == torch.float64
+
+
+@pytest.mark.parametrize("shape", [(0, 5), (3, 1)])
+def test_edge_shapes(shape: tuple[int, int]) -> None:
+    visible = torch.ones(shape, dtype=torch.bool)
+    assert visibility_mask(visible).shape == shape
+    assert predicted_visible(torch.zeros(shape)).shape == shape
+    assert bool((visibility_mask(~visible) == torch.tensor(0.01)).all())
+
+
+def test_bad_input() -> None:
+    with pytest.raises(TypeError, match=r"visible must be a bool tensor \(B, K\), got dtype torch.int64"):
+        visibility_mask(torch.ones(2, 3, dtype=torch.long))
+    with pytest.raises(ValueError, match=r"visible must be \(B, K\), got \(6,\)"):
+        visibility_mask(torch.ones(6, dtype=torch.bool))
+    for scale in (0.0, -0.1, 1.5, math.nan):
+        with pytest.raises(ValueError, match=r"occluded_scale must be in \(0, 1\]"):
+            visibility_mask(torch.ones(1, 2, dtype=torch.bool), scale)
+    with pytest.raises(ValueError, match=r"threshold must be in \(0, 1\), got 1.0"):
+        predicted_visible(torch.zeros(1, 2), 1.0)
+    with pytest.raises(TypeError, match="vis_logits must be a floating-point"):
+        predicted_visible(torch.zeros(1, 2, dtype=torch.long))
+    with pytest.raises(ValueError, match=r"vis_logits must be \(B, K\)"):
+        predicted_visible(torch.zeros(1, 2, 3))
