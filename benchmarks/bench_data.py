@@ -8,8 +8,21 @@ converted to RGB and mirrored before the warp, the warp matrix comes from three 
 torchvision ``ToTensor`` + ``Normalize``, and targets are generated keypoint by keypoint with numpy.
 Single process, one thread (``torch.set_num_threads(1)``, ``cv2.setNumThreads(1)``): samples/s per core.
 
-    python benchmarks/bench_data.py           # 600 images, 3 repeats
-    python benchmarks/bench_data.py --quick   # 150 images, 1 repeat
+Two tables:
+
+1. per sample (``dataset[i]`` only, no batching): the loop baseline vs ``TopDownCocoDataset`` with the
+   codec inside (per-sample ``codec.encode``, float32 images);
+2. whole batches of 64, collation included (what a DataLoader worker does): the loop baseline +
+   ``default_collate`` (its per-sample loop targets and per-sample normalisation, as the authors' code)
+   vs ``TopDownCocoDataset(codec=...)`` + ``default_collate`` vs the fast path
+   ``TopDownCocoDataset(codec=None, image_dtype="uint8")`` + ``TopDownCollate(codec)`` (targets encoded
+   once per batch, images normalised batch-wise; same batch as the per-sample path).
+
+The machine may be shared: every repeat runs all variants of a row back to back (interleaved) and the
+best time of each is kept.
+
+    python benchmarks/bench_data.py           # 600 images, 5 repeats
+    python benchmarks/bench_data.py --quick   # 150 images, 2 repeats
 """
 
 from __future__ import annotations
@@ -28,9 +41,10 @@ import cv2
 import numpy as np
 import torch
 import torchvision.transforms.functional as TF
+from torch.utils.data import default_collate
 
 from visattn.codecs import HeatmapCodec, SimCCCodec
-from visattn.data import TopDownCocoDataset, make_synthetic_coco
+from visattn.data import TopDownCocoDataset, TopDownCollate, make_synthetic_coco
 from visattn.keypoints import COCO_KEYPOINTS
 
 MEAN, STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
@@ -249,6 +263,9 @@ class LoopPipeline:
 
 
 # --------------------------------------------------------------------------- timing
+BATCH = 64
+
+
 def throughput(get: Callable[[int], Any], n: int, repeats: int) -> float:
     for i in range(min(n, 20)):  # warm-up (page cache, allocator)
         get(i)
@@ -261,15 +278,43 @@ def throughput(get: Callable[[int], Any], n: int, repeats: int) -> float:
     return n / best
 
 
+def interleaved(variants: dict[str, Callable[[], Any]], n: int, repeats: int) -> dict[str, float]:
+    """samples/s of each variant (one call processes ``n`` samples); best of ``repeats``, interleaved."""
+    best = dict.fromkeys(variants, math.inf)
+    for _ in range(repeats):
+        for name, run in variants.items():
+            start = time.perf_counter()
+            run()
+            best[name] = min(best[name], time.perf_counter() - start)
+    return {name: n / t for name, t in best.items()}
+
+
+def per_sample(get: Callable[[int], Any], n: int) -> Callable[[], None]:
+    def run() -> None:
+        for i in range(n):
+            get(i)
+
+    return run
+
+
+def batched(get: Callable[[int], Any], collate: Callable[[list[Any]], Any], n: int) -> Callable[[], None]:
+    def run() -> None:
+        for start in range(0, n, BATCH):
+            collate([get(i) for i in range(start, min(start + BATCH, n))])
+
+    return run
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--quick", action="store_true", help="150 images, 1 repeat")
+    parser.add_argument("--quick", action="store_true", help="150 images, 2 repeats")
     parser.add_argument("--images", type=int, default=None)
+    parser.add_argument("--repeats", type=int, default=None)
     args = parser.parse_args()
     num_images = args.images or (150 if args.quick else 600)
-    repeats = 1 if args.quick else 3
+    repeats = args.repeats or (2 if args.quick else 5)
     torch.set_num_threads(1)
     cv2.setNumThreads(1)
     np.random.seed(0)  # noqa: NPY002 (as the authors' code)
@@ -283,6 +328,7 @@ def main() -> None:
         files = sorted(str(p) for p in root.glob("*.jpg"))
         decode = throughput(lambda i: cv2.imread(files[i % len(files)]), num_images, repeats)
         rows = []
+        batch_rows = []
         encode_rows = []
         configs = [
             ("SimCC 256x192", (256, 192), "simcc", SimCCCodec((256, 192), sigma=6.0)),
@@ -292,36 +338,70 @@ def main() -> None:
         ]
         for name, size, target, codec in configs:  # type: ignore[assignment]
             ours = TopDownCocoDataset(ann, root, input_size=size, codec=codec, train=True)
+            fast = TopDownCocoDataset(ann, root, input_size=size, train=True, image_dtype="uint8")
             loop = LoopPipeline(ann, root, size, target)
             n = len(ours)
-            fast = throughput(ours.__getitem__, n, repeats)
-            slow = throughput(loop.__getitem__, n, repeats)
-            rows.append((name, n, slow, fast))
-            if codec is not None:  # the target step alone, per sample
+            for i in range(min(n, 20)):  # warm-up (page cache, allocator)
+                ours[i], fast[i], loop[i]
+            one = interleaved(
+                {"loop": per_sample(loop.__getitem__, n), "ours": per_sample(ours.__getitem__, n)}, n, repeats
+            )
+            rows.append((name, n, one["loop"], one["ours"]))
+            many = interleaved(
+                {
+                    "loop": batched(loop.__getitem__, default_collate, n),
+                    "ours": batched(ours.__getitem__, default_collate, n),
+                    "fast": batched(fast.__getitem__, TopDownCollate(codec), n),
+                },
+                n,
+                repeats,
+            )
+            batch_rows.append((name, n, many["loop"], many["ours"], many["fast"]))
+            if codec is not None:  # the target step alone, per sample and per batch of 64
                 kp = torch.rand(17, 2, dtype=torch.float64) * torch.tensor([size[1], size[0]])
                 kp32 = kp.float()
                 joints, vis = kp.numpy(), np.ones((17, 3))
                 make = loop.generate_simcc if target == "simcc" else loop.generate_heatmap
                 fl = torch.full((17,), 2)
+                kpb, flb = kp32.expand(BATCH, 17, 2).contiguous(), fl.expand(BATCH, 17).contiguous()
                 enc_us = 1e6 / throughput(lambda i, c=codec, k=kp32, f=fl: c.encode(k, f), 300, repeats)
                 loop_us = 1e6 / throughput(lambda i, m=make, j=joints, v=vis: m(j, v), 300, repeats)
-                encode_rows.append((name, loop_us, enc_us))
+                batch_us = (
+                    1e6 / throughput(lambda i, c=codec, k=kpb, f=flb: c.encode(k, f), 20, repeats) / BATCH
+                )
+                encode_rows.append((name, loop_us, enc_us, batch_us))
 
     print(f"synthetic set: {num_images} images 240x320 generated in {gen_s:.2f} s (1 process)")
-    print(f"JPEG decode alone (cv2.imread): {decode:.0f} images/s per core\n")
+    print(f"JPEG decode alone (cv2.imread): {decode:.0f} images/s per core; best of {repeats}, interleaved\n")
+    print("Per sample (`dataset[i]`, no batching):\n")
     print(
         "| pipeline (train, decode + augment + crop + targets) | samples | loop baseline (samples/s) "
         "| visattn.data (samples/s) | speed-up |"
     )
     print("|---|---|---|---|---|")
-    for name, n, slow, fast in rows:
-        print(f"| {name} | {n} | {slow:.0f} | {fast:.0f} | {fast / slow:.2f}x |")
+    for name, n, slow, ours_s in rows:
+        print(f"| {name} | {n} | {slow:.0f} | {ours_s:.0f} | {ours_s / slow:.2f}x |")
+    print(f"\nWhole batches of {BATCH}, collation included (samples/s per core):\n")
     print(
-        "\n| target step alone | per-keypoint loop (us/sample) | visattn codec.encode (us/sample) | ratio |"
+        "| pipeline | samples | loop + default_collate | visattn per-sample codec + default_collate "
+        "| speed-up | visattn fast path: uint8 + TopDownCollate(codec) | speed-up |"
     )
-    print("|---|---|---|---|")
-    for name, loop_us, enc_us in encode_rows:
-        print(f"| {name} | {loop_us:.0f} | {enc_us:.0f} | {loop_us / enc_us:.2f}x |")
+    print("|---|---|---|---|---|---|---|")
+    for name, n, slow, ours_s, fast_s in batch_rows:
+        print(
+            f"| {name} | {n} | {slow:.0f} | {ours_s:.0f} | {ours_s / slow:.2f}x | {fast_s:.0f} "
+            f"| **{fast_s / slow:.2f}x** |"
+        )
+    print(
+        "\n| target step alone | per-keypoint loop (us/sample) | codec.encode per sample (us) | ratio "
+        f"| codec.encode batch of {BATCH} (us/sample) | ratio |"
+    )
+    print("|---|---|---|---|---|---|")
+    for name, loop_us, enc_us, batch_us in encode_rows:
+        print(
+            f"| {name} | {loop_us:.0f} | {enc_us:.0f} | {loop_us / enc_us:.2f}x | {batch_us:.1f} "
+            f"| {loop_us / batch_us:.1f}x |"
+        )
 
 
 if __name__ == "__main__":

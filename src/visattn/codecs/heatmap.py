@@ -25,8 +25,8 @@ from visattn.codecs.simcc import (
     _batch_keypoints,
     _flip_index_tensor,
     _gaussian_1d,
+    _labelled_mu,
     _window_inside,
-    _work_dtype,
 )
 
 __all__ = [
@@ -91,16 +91,27 @@ def heatmap_encode(
     height, width = check_size_pair("input_size", input_size)
     hm_h, hm_w = check_size_pair("heatmap_size", heatmap_size)
     sig = check_positive_float("sigma", sigma)
-    kp, fl, unbatched = _batch_keypoints(keypoints, flags)
+    return _heatmap_encode(keypoints, flags, (height, width), (hm_h, hm_w), sig)
 
-    dtype = _work_dtype(kp.dtype)
-    labelled = fl > 0  # (B, K)
-    mu = torch.where(labelled.unsqueeze(-1), kp.to(dtype), torch.zeros((), dtype=dtype, device=kp.device))
-    mu = mu * torch.tensor([hm_w / width, hm_h / height], dtype=dtype, device=kp.device)  # (B, K, 2)
-    keep = labelled & _window_inside(mu[..., 0], hm_w, sig) & _window_inside(mu[..., 1], hm_h, sig)
-    weights = keep.to(dtype)  # (B, K)
-    gx = _gaussian_1d(mu[..., 0], hm_w, sig, normalize=False) * weights.unsqueeze(-1)  # (B, K, Wf)
-    gy = _gaussian_1d(mu[..., 1], hm_h, sig, normalize=False)  # (B, K, Hf)
+
+def _heatmap_encode(
+    keypoints: torch.Tensor,
+    flags: torch.Tensor,
+    input_size: tuple[int, int],
+    heatmap_size: tuple[int, int],
+    sigma: float,
+) -> HeatmapTargets:
+    """:func:`heatmap_encode` with validated hyper-parameters."""
+    kp, fl, unbatched = _batch_keypoints(keypoints, flags)
+    (height, width), (hm_h, hm_w) = input_size, heatmap_size
+    labelled, mu = _labelled_mu(kp, fl)
+    mu_x, mu_y = (mu * torch.tensor([hm_w / width, hm_h / height], dtype=mu.dtype, device=mu.device)).unbind(
+        -1
+    )
+    keep = labelled & _window_inside(mu_x, hm_w, sigma) & _window_inside(mu_y, hm_h, sigma)  # (B, K)
+    weights = keep.to(mu.dtype)
+    gx = _gaussian_1d(mu_x, hm_w, sigma, normalize=False, weights=weights)  # (B, K, Wf)
+    gy = _gaussian_1d(mu_y, hm_h, sigma, normalize=False)  # (B, K, Hf)
     heatmaps = gy.unsqueeze(-1) * gx.unsqueeze(-2)  # (B, K, Hf, Wf)
     if unbatched:
         return HeatmapTargets(heatmaps[0], weights[0])
@@ -260,7 +271,7 @@ class HeatmapCodec:
             >>> HeatmapCodec((8, 8), (4, 4)).encode(torch.zeros(3, 2), torch.ones(3)).heatmaps.shape
             torch.Size([3, 4, 4])
         """
-        return heatmap_encode(keypoints, flags, self.input_size, self.heatmap_size, sigma=self.sigma)
+        return _heatmap_encode(keypoints, flags, self.input_size, self.heatmap_size, self.sigma)
 
     def _check_size(self, heatmaps: torch.Tensor) -> None:
         bad = isinstance(heatmaps, torch.Tensor) and heatmaps.dim() >= 2

@@ -63,8 +63,31 @@ def _sigma_pair(name: str, sigma: Any) -> tuple[float, float]:
     return value, value
 
 
+def _check_codec_flags(flags: torch.Tensor, spec: str, **sizes: int | None) -> torch.Tensor:
+    """COCO flags for the encoders: 0/1/2 (integer or float), not bool.
+
+    Integer flags are range-checked with one ``aminmax`` (the encoders run once per sample in a
+    DataLoader, so the per-call op count matters); other dtypes go through the full
+    :func:`~visattn._checks.check_flags`, which also builds the error messages.
+    """
+    fl = check_tensor("flags", flags, spec, **sizes)  # type: ignore[arg-type]
+    if fl.dtype == torch.bool:
+        raise TypeError(
+            "flags must be COCO flags 0/1/2 (integer or float), got a bool tensor: the codec needs to "
+            "tell unlabelled (v = 0) from occluded (v = 1) keypoints"
+        )
+    if fl.numel() and not (fl.is_floating_point() or fl.is_complex()):
+        low, high = torch.aminmax(fl)
+        if int(low) >= 0 and int(high) <= 2:
+            return fl
+    return check_flags("flags", fl, spec, **sizes)
+
+
 def _batch_keypoints(keypoints: Any, flags: Any) -> tuple[torch.Tensor, torch.Tensor, bool]:
-    """Validate keypoints/flags and return them batched as ``(B, K, 2)``, ``(B, K)`` + unbatched flag."""
+    """Validate keypoints/flags and return them batched as ``(B, K, 2)``, ``(B, K)`` + unbatched flag.
+
+    Finiteness of the labelled keypoints is checked by :func:`_labelled_mu`.
+    """
     if not isinstance(keypoints, torch.Tensor):
         raise TypeError(
             f"keypoints must be a torch.Tensor (B, K, 2) or (K, 2), got {type(keypoints).__name__}"
@@ -73,23 +96,25 @@ def _batch_keypoints(keypoints: Any, flags: Any) -> tuple[torch.Tensor, torch.Te
         raise TypeError(f"flags must be a torch.Tensor (B, K) or (K,), got {type(flags).__name__}")
     if keypoints.dim() == 2:
         kp = check_tensor("keypoints", keypoints, "K C", floating=True, C=2)
-        fl = check_flags("flags", flags, "K", K=kp.shape[0])
-        kp, fl, unbatched = kp.unsqueeze(0), fl.unsqueeze(0), True
-    elif keypoints.dim() == 3:
+        fl = _check_codec_flags(flags, "K", K=kp.shape[0])
+        return kp.unsqueeze(0), fl.unsqueeze(0), True
+    if keypoints.dim() == 3:
         kp = check_tensor("keypoints", keypoints, "B K C", floating=True, C=2)
-        fl = check_flags("flags", flags, "B K", B=kp.shape[0], K=kp.shape[1])
-        unbatched = False
-    else:
-        raise ValueError(f"keypoints must be (B, K, 2) or (K, 2), got {tuple(keypoints.shape)}")
-    if fl.dtype == torch.bool:
-        raise TypeError(
-            "flags must be COCO flags 0/1/2 (integer or float), got a bool tensor: the codec needs to "
-            "tell unlabelled (v = 0) from occluded (v = 1) keypoints"
-        )
-    labelled = fl > 0
-    if bool((labelled & ~torch.isfinite(kp).all(-1)).any()):
+        fl = _check_codec_flags(flags, "B K", B=kp.shape[0], K=kp.shape[1])
+        return kp, fl, False
+    raise ValueError(f"keypoints must be (B, K, 2) or (K, 2), got {tuple(keypoints.shape)}")
+
+
+def _labelled_mu(kp: torch.Tensor, fl: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``labelled (B, K)`` bool and the keypoints ``(B, K, 2)`` in the work dtype, 0 where unlabelled.
+
+    Raises ValueError when a labelled keypoint is not finite (unlabelled ones may hold NaN).
+    """
+    labelled = fl > 0  # (B, K)
+    mu = torch.where(labelled.unsqueeze(-1), kp.to(_work_dtype(kp.dtype)), 0.0)  # (B, K, 2)
+    if not bool(torch.isfinite(mu).all()):
         raise ValueError("keypoints must be finite for every labelled keypoint (flag 1 or 2)")
-    return kp, fl, unbatched
+    return labelled, mu
 
 
 def _flip_index_tensor(flip_index: Any, num_keypoints: int, device: torch.device) -> torch.Tensor:
@@ -120,19 +145,32 @@ def _work_dtype(dtype: torch.dtype) -> torch.dtype:
 
 
 _EXP_FLOOR = {torch.float32: -87.0, torch.float64: -708.0}
+# 2 exp(floor): well above exp(floor) whatever the rounding of a vectorised or scalar exp
+_EXP_FLUSH = {torch.float32: 2.0 * math.exp(-87.0), torch.float64: 2.0 * math.exp(-708.0)}
 
 
-def _gaussian_1d(mu: torch.Tensor, num_bins: int, sigma: float, *, normalize: bool) -> torch.Tensor:
-    """``exp(-(i - mu)^2 / (2 sigma^2))`` for bins ``i = 0 .. num_bins-1``; ``mu (B, K)`` -> ``(B, K, n)``."""
+def _gaussian_1d(
+    mu: torch.Tensor, num_bins: int, sigma: float, *, normalize: bool, weights: torch.Tensor | None = None
+) -> torch.Tensor:
+    """``exp(-(i - mu)^2 / (2 sigma^2))`` for bins ``i = 0 .. num_bins-1``; ``mu (B, K)`` -> ``(B, K, n)``.
+
+    ``normalize`` divides by ``sigma * sqrt(2 pi)``; ``weights (B, K)`` (0/1) multiplies each row. The
+    big ``(B, K, n)`` tensor is allocated once and updated in place (fresh allocations of that size
+    cost page faults on CPU); the result is bitwise the same as the out-of-place formula.
+    """
     bins = torch.arange(num_bins, dtype=mu.dtype, device=mu.device)
-    exponent = (bins - mu.unsqueeze(-1)).square() * (-0.5 / sigma**2)  # (B, K, n)
-    # exp of large negative arguments takes a slow (denormal) path on CPU; values below the smallest
-    # normal float are set to exactly 0 instead.
+    out = bins - mu.unsqueeze(-1)  # (B, K, n)
+    out.square_().mul_(-0.5 / sigma**2)
+    # exp of large negative arguments takes a slow (denormal) path on CPU: clamp the exponent to the
+    # floor, then set every value below 2 exp(floor) (~3.3e-38 in float32, ~6.7e-308 in float64: at most
+    # a few smallest-normal floats) to exactly 0. One threshold pass instead of a mask + masked_fill.
     floor = _EXP_FLOOR[mu.dtype]
-    underflow = exponent < floor
-    out = torch.exp(exponent.clamp_(min=floor)).masked_fill_(underflow, 0.0)
-    if normalize:
-        out = out * (1.0 / (sigma * math.sqrt(2.0 * math.pi)))
+    torch.threshold_(out.clamp_(min=floor).exp_(), _EXP_FLUSH[mu.dtype], 0.0)
+    factor = 1.0 / (sigma * math.sqrt(2.0 * math.pi)) if normalize else 1.0
+    if weights is not None:  # weights are 0 / 1, so (out * factor) * w == out * (w * factor) exactly
+        out.mul_((weights * factor if normalize else weights).unsqueeze(-1))
+    elif normalize:
+        out.mul_(factor)
     return out
 
 
@@ -205,18 +243,27 @@ def simcc_encode(
         raise ValueError(
             f"input_size * split_ratio must give at least one bin per axis, got ({num_y}, {num_x})"
         )
-    kp, fl, unbatched = _batch_keypoints(keypoints, flags)
+    return _simcc_encode(keypoints, flags, (num_x, num_y), ratio, (sigma_x, sigma_y), normalize)
 
-    dtype = _work_dtype(kp.dtype)
-    labelled = fl > 0  # (B, K)
-    mu = torch.where(labelled.unsqueeze(-1), kp.to(dtype), torch.zeros((), dtype=dtype, device=kp.device))
+
+def _simcc_encode(
+    keypoints: torch.Tensor,
+    flags: torch.Tensor,
+    num_bins: tuple[int, int],
+    ratio: float,
+    sigma: tuple[float, float],
+    normalize: bool,
+) -> SimCCTargets:
+    """:func:`simcc_encode` with validated hyper-parameters (``num_bins = (Wx, Hy)``)."""
+    kp, fl, unbatched = _batch_keypoints(keypoints, flags)
+    (num_x, num_y), (sigma_x, sigma_y) = num_bins, sigma
+    labelled, mu = _labelled_mu(kp, fl)
     mu = mu * ratio  # (B, K, 2)
-    keep = (
-        labelled & _window_inside(mu[..., 0], num_x, sigma_x) & _window_inside(mu[..., 1], num_y, sigma_y)
-    )  # (B, K)
-    weights = keep.to(dtype)
-    x_labels = _gaussian_1d(mu[..., 0], num_x, sigma_x, normalize=normalize) * weights.unsqueeze(-1)
-    y_labels = _gaussian_1d(mu[..., 1], num_y, sigma_y, normalize=normalize) * weights.unsqueeze(-1)
+    mu_x, mu_y = mu.unbind(-1)  # (B, K) each
+    keep = labelled & _window_inside(mu_x, num_x, sigma_x) & _window_inside(mu_y, num_y, sigma_y)  # (B, K)
+    weights = keep.to(mu.dtype)
+    x_labels = _gaussian_1d(mu_x, num_x, sigma_x, normalize=normalize, weights=weights)  # (B, K, Wx)
+    y_labels = _gaussian_1d(mu_y, num_y, sigma_y, normalize=normalize, weights=weights)  # (B, K, Hy)
     if unbatched:
         return SimCCTargets(x_labels[0], y_labels[0], weights[0])
     return SimCCTargets(x_labels, y_labels, weights)
@@ -401,14 +448,8 @@ class SimCCCodec:
             >>> SimCCCodec((4, 3)).encode(torch.zeros(1, 2), torch.tensor([1])).x_labels.shape
             torch.Size([1, 6])
         """
-        return simcc_encode(
-            keypoints,
-            flags,
-            self.input_size,
-            split_ratio=self.split_ratio,
-            sigma=self.sigma,
-            normalize=self.normalize,
-        )
+        bins = (self.num_x_bins, self.num_y_bins)
+        return _simcc_encode(keypoints, flags, bins, self.split_ratio, self.sigma, self.normalize)
 
     def _check_bins(self, x_logits: torch.Tensor, y_logits: torch.Tensor) -> None:
         for name, value, bins, axis in (

@@ -1,4 +1,8 @@
-"""Data pipeline: synthetic occluded-pose sets, top-down COCO datasets, crop geometry.
+"""Data pipeline: synthetic occluded-pose sets, top-down COCO datasets, batch collation, crop geometry.
+
+Fast training path: ``TopDownCocoDataset(..., codec=None, image_dtype="uint8")`` with
+``DataLoader(..., collate_fn=TopDownCollate(codec))`` (targets encoded once per batch, images
+normalised batch-wise; the same batch as the per-sample path).
 
 Needs the optional dependencies OpenCV and pycocotools (``pip install visattn[data]``); they are
 imported lazily, so ``import visattn.data`` works without them and only the functions that decode
@@ -8,7 +12,14 @@ or draw images raise an ImportError that says how to install them.
 from __future__ import annotations
 
 from visattn.data._augment import AugmentConfig
-from visattn.data.dataset import IMAGENET_MEAN, IMAGENET_STD, ImageReadError, TopDownCocoDataset
+from visattn.data.collate import TopDownCollate
+from visattn.data.dataset import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    ImageReadError,
+    TopDownCocoDataset,
+    normalize_images,
+)
 from visattn.data.synthetic import SyntheticImage, make_synthetic_coco, render_synthetic_image
 from visattn.data.transforms import (
     apply_affine,
@@ -26,6 +37,7 @@ __all__ = [
     "ImageReadError",
     "SyntheticImage",
     "TopDownCocoDataset",
+    "TopDownCollate",
     "apply_affine",
     "box_to_center_scale",
     "crop_to_image",
@@ -33,5 +45,6 @@ __all__ = [
     "flip_keypoints",
     "get_affine_matrix",
     "make_synthetic_coco",
+    "normalize_images",
     "render_synthetic_image",
 ]
