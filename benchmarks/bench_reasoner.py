@@ -6,7 +6,7 @@ MLP 1024, SimCC head for a 256x192 crop at split ratio 2):
 * ``visattn``: :class:`visattn.VisibilityMaskedReasoner` with the authors' parameterisation
   (``shared_qkv=True, norm_first=False``) + bias-free :class:`visattn.heads.SimCCHead`, the vectorised
   losses from :mod:`visattn.losses`;
-* ``loop``: the authors' structure as described in ``METHOD.md``: kernel-1 ``Conv1d`` VisNet + sigmoid,
+* ``loop``: the authors' released structure: kernel-1 ``Conv1d`` VisNet + sigmoid,
   the mask built on the host through a ``.cpu().numpy()`` round trip, post-norm blocks whose shared
   ``Dh x Dh`` Q/K/V matrices are applied with a Python loop over heads, and losses that loop over
   keypoints in Python.

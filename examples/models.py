@@ -4,7 +4,7 @@ Every builder returns a complete top-down pose model ``(B, 3, H, W) -> SimCCOutp
 The visattn layer is one argument: ``reasoner=True`` inserts the visibility-masked reasoner between
 the per-keypoint feature maps and the output head; ``reasoner=False`` is the plain baseline.
 
-Models (paper section 5 / METHOD.md section 2):
+Models (paper section 5):
 
 - ``simple_baseline(depth=50)``: torchvision ResNet trunk + 3 x [ConvTranspose2d(k4, s2, p1, no bias)
   + BN + ReLU] with 256 channels (stride 4) + final conv to K maps.

@@ -16,7 +16,7 @@ WX, HY = 12, 16  # SimCC bins: input (H, W) = (8, 6) at split ratio 2
 
 
 def _authors_state(prefix: str = "module.", seed: int = 0) -> dict[str, dict[str, torch.Tensor]]:
-    """A random checkpoint in the authors' layout (METHOD.md section 8), tiny sizes."""
+    """A random checkpoint in the authors' released layout, tiny sizes."""
     g = torch.Generator().manual_seed(seed)
 
     def rnd(*shape: int, std: float = 0.3) -> torch.Tensor:
@@ -50,7 +50,7 @@ def _authors_state(prefix: str = "module.", seed: int = 0) -> dict[str, dict[str
 def _authors_forward(
     ckpt: dict[str, dict[str, torch.Tensor]], x: torch.Tensor, mask: torch.Tensor | None = None
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Independent re-implementation of the authors' modules from METHOD.md, with plain ops and loops.
+    """Independent re-implementation of the authors' modules from their documented structure, with plain ops and loops.
 
     Returns (visibility probabilities, refined tokens, x logits, y logits). ``mask`` (B, K) of 1 / 0.01
     overrides the predicted one.

@@ -1,4 +1,4 @@
-"""Losses against loop definitions (METHOD.md section 3), gradients, edge cases and validation."""
+"""Losses against loop definitions of the authors' losses, gradients, edge cases and validation."""
 
 from __future__ import annotations
 

@@ -15,7 +15,7 @@ __all__ = ["AugmentConfig", "AugmentDraw", "draw_augment", "half_body_box"]
 
 @dataclass(frozen=True)
 class AugmentConfig:
-    """Random top-down augmentation (SimpleBaseline / MMPose recipe, METHOD.md section 5).
+    """Random top-down augmentation (SimpleBaseline / MMPose recipe).
 
     Attributes:
         flip_prob: probability of a horizontal flip (keypoints and flags swapped by ``flip_index``).
