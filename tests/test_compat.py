@@ -50,7 +50,7 @@ def _authors_state(prefix: str = "module.", seed: int = 0) -> dict[str, dict[str
 def _authors_forward(
     ckpt: dict[str, dict[str, torch.Tensor]], x: torch.Tensor, mask: torch.Tensor | None = None
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Independent re-implementation of the authors' modules from their documented structure, with plain ops and loops.
+    """Independent re-implementation of the authors' modules, with plain ops and loops.
 
     Returns (visibility probabilities, refined tokens, x logits, y logits). ``mask`` (B, K) of 1 / 0.01
     overrides the predicted one.
