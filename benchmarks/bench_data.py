@@ -43,9 +43,9 @@ import torch
 import torchvision.transforms.functional as TF
 from torch.utils.data import default_collate
 
+from visattn import COCO_KEYPOINTS
 from visattn.codecs import HeatmapCodec, SimCCCodec
 from visattn.data import TopDownCocoDataset, TopDownCollate, make_synthetic_coco
-from visattn.keypoints import COCO_KEYPOINTS
 
 MEAN, STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
 

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from visattn.keypoints import COCO_KEYPOINTS
+from visattn import COCO_KEYPOINTS
 from visattn.metrics import (
     PoseEvaluator,
     coco_keypoint_ap,

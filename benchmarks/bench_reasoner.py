@@ -33,9 +33,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.benchmark import Timer
 
-from visattn.heads import SimCCHead
+from visattn import SimCCHead, VisibilityMaskedReasoner
 from visattn.losses import simcc_kl_loss, visibility_bce_loss
-from visattn.reasoner import VisibilityMaskedReasoner
 
 K, D, E, DEPTH, HEADS, FFN = 17, 3072, 512, 3, 2, 1024
 INPUT_SIZE = (256, 192)

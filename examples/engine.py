@@ -36,22 +36,36 @@ __all__ = [
     "CLIError",
     "CheckpointState",
     "DistInfo",
+    "EvalSetup",
     "OneLineArgumentParser",
+    "Prediction",
     "ShardSampler",
+    "add_eval_args",
     "autocast",
     "build_codec",
     "build_dataset",
     "check_data_paths",
+    "check_keypoints",
     "evaluate",
     "format_table",
     "init_distributed",
+    "json_default",
+    "keypoint_info",
     "load_checkpoint",
+    "load_json_config",
     "load_model",
+    "person_boxes",
     "predict",
+    "read_checkpoint",
     "resolve_device",
+    "rng_state",
     "run_cli",
     "save_checkpoint",
     "seed_everything",
+    "seed_worker",
+    "set_rng_state",
+    "setup_eval",
+    "state_dict_mismatch",
 ]
 
 PAPER_ROWS = ("all", "visible", "occluded")
@@ -249,6 +263,45 @@ def build_dataset(
         raise CLIError(f"cannot read {ann_file}: {err}", "pass a COCO keypoint annotation file") from None
 
 
+def add_eval_args(parser: argparse.ArgumentParser) -> None:
+    """The flags of a script that reads a checkpoint and a COCO-style split (evaluate / visualize)."""
+    parser.add_argument("--checkpoint", required=True, help="last.pt / best.pt written by train.py")
+    parser.add_argument("--ann-file", required=True, help="COCO keypoint annotation JSON of the split")
+    parser.add_argument("--image-dir", required=True, help="image folder of the split")
+    parser.add_argument("--keypoints", default="coco", choices=("coco", "crowdpose"))
+
+
+@dataclass
+class EvalSetup:
+    """What :func:`setup_eval` builds from ``--checkpoint/--ann-file/--image-dir/--keypoints``."""
+
+    ann_file: Path
+    state: CheckpointState
+    model: nn.Module
+    config: ModelConfig
+    keypoint_info: KeypointInfo
+    codec: SimCCCodec | HeatmapCodec
+    dataset: TopDownCocoDataset
+
+
+def setup_eval(
+    args: argparse.Namespace, device: torch.device, what: str, *, sigma: float | None = None
+) -> EvalSetup:
+    """Check the paths, load the checkpoint's model, and build its codec and the (unaugmented) dataset.
+
+    Every user error (missing path, foreign checkpoint, wrong keypoint set) is a one-line
+    :class:`CLIError`.
+    """
+    ann, images = check_data_paths(args.ann_file, args.image_dir, what)
+    info = keypoint_info(args.keypoints)
+    state = load_checkpoint(args.checkpoint)
+    model, config = load_model(state, device)
+    check_keypoints(config, info)
+    codec = build_codec(config, sigma)
+    dataset = build_dataset(ann, images, config, codec, keypoints=args.keypoints, train=False)
+    return EvalSetup(ann, state, model, config, info, codec, dataset)
+
+
 # ----------------------------------------------------------------------------------------------------
 # prediction and evaluation
 
@@ -411,17 +464,22 @@ def save_checkpoint(path: str | Path, state: CheckpointState) -> None:
         raise
 
 
-def load_checkpoint(path: str | Path) -> CheckpointState:
-    """Read a recipe checkpoint (CPU tensors); one-line errors for a missing or foreign file."""
+def read_checkpoint(path: str | Path) -> Any:
+    """``torch.load`` on CPU with one-line errors for a missing or unreadable file."""
     path = Path(path)
     if not path.is_file():
         raise CLIError(f"checkpoint {path} does not exist", "pass the .pt file written by examples/train.py")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
+        return torch.load(path, map_location="cpu", weights_only=False)
     except Exception as err:  # a truncated or non-torch file
         raise CLIError(
             f"checkpoint {path} cannot be read ({type(err).__name__})", "pass an intact .pt file"
         ) from None
+
+
+def load_checkpoint(path: str | Path) -> CheckpointState:
+    """Read a recipe checkpoint (CPU tensors); one-line errors for a missing or foreign file."""
+    state = read_checkpoint(path)
     if not isinstance(state, dict) or "model" not in state or "model_config" not in state:
         raise CLIError(
             f"{path} is not a visattn recipe checkpoint (no 'model' / 'model_config')",
@@ -430,18 +488,56 @@ def load_checkpoint(path: str | Path) -> CheckpointState:
     return state
 
 
+def state_dict_mismatch(model: nn.Module, state_dict: Mapping[str, Any], *, limit: int = 5) -> str:
+    """Short description of why ``state_dict`` does not fit ``model`` (at most ``limit`` keys per kind).
+
+    Returns ``""`` when the keys and shapes agree. Used for one-line errors: a checkpoint of another
+    configuration can miss hundreds of keys, so only the first ``limit`` are named, plus a count.
+    """
+    expected = model.state_dict()
+
+    def names(keys: list[str]) -> str:
+        more = f" and {len(keys) - limit} more" if len(keys) > limit else ""
+        return ", ".join(keys[:limit]) + more
+
+    missing = [k for k in expected if k not in state_dict]
+    unexpected = [k for k in state_dict if k not in expected]
+    shapes = [
+        f"{k} {tuple(state_dict[k].shape)} vs {tuple(v.shape)}"
+        for k, v in expected.items()
+        if k in state_dict and isinstance(state_dict[k], torch.Tensor) and state_dict[k].shape != v.shape
+    ]
+    parts = []
+    if missing:
+        parts.append(f"{len(missing)} missing keys ({names(missing)})")
+    if unexpected:
+        parts.append(f"{len(unexpected)} unexpected keys ({names(unexpected)})")
+    if shapes:
+        parts.append(f"{len(shapes)} shape mismatches ({names(shapes)})")
+    return "; ".join(parts)
+
+
 def load_model(state: CheckpointState, device: torch.device) -> tuple[nn.Module, ModelConfig]:
-    """Rebuild the model from the config stored in a checkpoint and load its weights."""
-    config = ModelConfig.from_dict(state["model_config"])
-    config.pretrained, config.hub_pretrained = None, False  # the checkpoint holds the weights
-    model = build_model(config)
+    """Rebuild the model from the config stored in a checkpoint and load its weights.
+
+    A config this version cannot build, or weights that do not fit it, give a one-line
+    :class:`CLIError` (at most five key names, see :func:`state_dict_mismatch`).
+    """
     try:
-        model.load_state_dict(state["model"])
-    except RuntimeError as err:
-        first = str(err).splitlines()[1].strip() if len(str(err).splitlines()) > 1 else str(err)
+        config = ModelConfig.from_dict(state["model_config"])
+        config.pretrained, config.hub_pretrained = None, False  # the checkpoint holds the weights
+        model = build_model(config)
+    except (TypeError, ValueError, KeyError) as err:
         raise CLIError(
-            f"checkpoint weights do not fit its config: {first}", "retrain or pass another file"
+            f"cannot rebuild the model from the checkpoint's config: {err}",
+            "pass a checkpoint written by this version of examples/train.py",
         ) from None
+    mismatch = state_dict_mismatch(model, state["model"])
+    if mismatch:
+        raise CLIError(
+            f"checkpoint weights do not fit its config: {mismatch}", "retrain or pass another file"
+        )
+    model.load_state_dict(state["model"])
     return model.to(device), config
 
 

@@ -33,18 +33,13 @@ from torch.utils.data import DataLoader
 from engine import (
     OneLineArgumentParser,
     ShardSampler,
-    build_codec,
-    build_dataset,
-    check_data_paths,
-    check_keypoints,
+    add_eval_args,
     evaluate,
     format_table,
     init_distributed,
     json_default,
-    keypoint_info,
-    load_checkpoint,
-    load_model,
     run_cli,
+    setup_eval,
 )
 from visattn.metrics import PoseEvaluator
 
@@ -53,10 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = OneLineArgumentParser(
         prog="evaluate.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    p.add_argument("--checkpoint", required=True, help="last.pt / best.pt written by train.py")
-    p.add_argument("--ann-file", required=True, help="COCO keypoint annotation JSON of the split")
-    p.add_argument("--image-dir", required=True, help="image folder of the split")
-    p.add_argument("--keypoints", default="coco", choices=("coco", "crowdpose"))
+    add_eval_args(p)
     p.add_argument("--output", help="metrics JSON path (default: next to the checkpoint)")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--workers", type=int, default=2)
@@ -71,13 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     info, device = init_distributed(args.device)
-    ann, images = check_data_paths(args.ann_file, args.image_dir, "evaluation")
-    kp_info = keypoint_info(args.keypoints)
-    state = load_checkpoint(args.checkpoint)
-    model, config = load_model(state, device)
-    check_keypoints(config, kp_info)
-    codec = build_codec(config, args.sigma)
-    dataset = build_dataset(ann, images, config, codec, keypoints=args.keypoints, train=False)
+    setup = setup_eval(args, device, "evaluation", sigma=args.sigma)
+    ann, dataset = setup.ann_file, setup.dataset
     loader = DataLoader(
         dataset,
         batch_size=args.batch_size,
@@ -86,8 +73,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     evaluator = PoseEvaluator(ann, keypoint_info=args.keypoints, crowdpose=args.keypoints == "crowdpose")
     metrics = evaluate(
-        model, loader, evaluator, codec, kp_info, device, amp=args.amp, flip_test=args.flip_test,
-        progress=info.is_main,
+        setup.model, loader, evaluator, setup.codec, setup.keypoint_info, device,
+        amp=args.amp, flip_test=args.flip_test, progress=info.is_main,
     )  # fmt: skip
     if info.is_main:
         out = Path(args.output) if args.output else Path(args.checkpoint).with_suffix(".metrics.json")
@@ -96,7 +83,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "checkpoint": str(args.checkpoint),
             "ann_file": str(ann),
             "flip_test": args.flip_test,
-            "model_config": state["model_config"],
+            "model_config": setup.state["model_config"],
             "metrics": metrics,
         }
         out.write_text(json.dumps(payload, indent=2, default=json_default))

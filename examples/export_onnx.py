@@ -35,7 +35,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from engine import CLIError, OneLineArgumentParser, load_model, run_cli
+from engine import CLIError, OneLineArgumentParser, load_model, read_checkpoint, run_cli, state_dict_mismatch
 from visattn import HeatmapAdapter, SimCCAdapter
 from visattn.export import DeploymentModel, export_onnx
 
@@ -77,20 +77,6 @@ def build_demo_model(args: argparse.Namespace) -> SimCCAdapter:
         raise CLIError(f"cannot build the demo model: {err}", "fix the model flags (see --help)") from None
 
 
-def read_checkpoint(path: Path) -> Any:
-    """``torch.load`` with one-line errors for a missing or unreadable file."""
-    if not path.is_file():
-        raise CLIError(
-            f"checkpoint {path} does not exist", "pass the last.pt / best.pt written by examples/train.py"
-        )
-    try:
-        return torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as err:  # a truncated or non-torch file
-        raise CLIError(
-            f"checkpoint {path} cannot be read ({type(err).__name__})", "pass an intact .pt file"
-        ) from None
-
-
 def build_model(args: argparse.Namespace) -> tuple[SimCCAdapter | HeatmapAdapter, str]:
     """(model in eval mode, description) from ``--checkpoint`` or the demo flags."""
     given = [k for k, v in DEMO_DEFAULTS.items() if getattr(args, k) is not None]
@@ -127,15 +113,13 @@ def build_model(args: argparse.Namespace) -> tuple[SimCCAdapter | HeatmapAdapter
         if getattr(args, key) is None:
             setattr(args, key, value)
     model = build_demo_model(args)
-    try:
-        model.load_state_dict(dict(state))
-    except RuntimeError as err:
-        lines = str(err).splitlines()
-        first = (lines[1].strip() if len(lines) > 1 else lines[0])[:200]
+    mismatch = state_dict_mismatch(model, state)
+    if mismatch:
         raise CLIError(
-            f"{args.checkpoint} does not fit the demo adapter: {first}",
+            f"{args.checkpoint} does not fit the demo adapter: {mismatch}",
             "pass a train.py checkpoint, or the --input-size/--keypoints/--embed-dim/--depth of the file",
-        ) from None
+        )
+    model.load_state_dict(dict(state))
     return model.eval(), f"demo adapter with weights from {args.checkpoint}"
 
 

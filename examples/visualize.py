@@ -32,23 +32,11 @@ import torch
 from matplotlib.axes import Axes
 from torch import nn
 
-from engine import (
-    CLIError,
-    OneLineArgumentParser,
-    build_codec,
-    build_dataset,
-    check_data_paths,
-    check_keypoints,
-    keypoint_info,
-    load_checkpoint,
-    load_model,
-    predict,
-    run_cli,
-)
+from engine import CLIError, OneLineArgumentParser, add_eval_args, predict, run_cli, setup_eval
 from visattn import KeypointInfo
+from visattn.codecs import HeatmapCodec, SimCCCodec
+from visattn.data import IMAGENET_MEAN, IMAGENET_STD
 
-IMAGENET_MEAN = np.array([0.485, 0.456, 0.406])
-IMAGENET_STD = np.array([0.229, 0.224, 0.225])
 VISIBLE_COLOUR = "#2ca02c"
 OCCLUDED_COLOUR = "#ff7f0e"
 UNLABELLED_COLOUR = "#7f7f7f"
@@ -56,7 +44,8 @@ UNLABELLED_COLOUR = "#7f7f7f"
 
 def to_uint8(image: torch.Tensor) -> np.ndarray:
     """``(3, H, W)`` ImageNet-normalised float tensor -> ``(H, W, 3)`` uint8 array."""
-    array = image.detach().float().cpu().permute(1, 2, 0).numpy() * IMAGENET_STD + IMAGENET_MEAN
+    mean, std = np.array(IMAGENET_MEAN), np.array(IMAGENET_STD)  # float64, as the dataset's constants
+    array = image.detach().float().cpu().permute(1, 2, 0).numpy() * std + mean
     return (np.clip(array, 0, 1) * 255).round().astype(np.uint8)
 
 
@@ -142,7 +131,7 @@ def reasoner_attention(model: nn.Module, images: torch.Tensor, flags: torch.Tens
 def save_figures(
     model: nn.Module,
     batch: dict[str, torch.Tensor],
-    codec: object,
+    codec: SimCCCodec | HeatmapCodec,
     info: KeypointInfo,
     output: Path,
     *,
@@ -152,7 +141,7 @@ def save_figures(
     """Write ``poses.png`` (+ ``attention.png`` with a reasoner) for one batch; returns the paths."""
     model.eval()
     images, flags = batch["image"], batch["flags"]
-    pred = predict(model, images, flags, codec, info, flip_test=False)  # type: ignore[arg-type]
+    pred = predict(model, images, flags, codec, info, flip_test=False)
     vis_prob = None if pred.vis_logits is None else torch.sigmoid(pred.vis_logits).numpy()
     n = images.shape[0]
     cols = min(n, 8)
@@ -201,10 +190,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = OneLineArgumentParser(
         prog="visualize.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    p.add_argument("--checkpoint", required=True, help="checkpoint written by train.py")
-    p.add_argument("--ann-file", required=True, help="COCO keypoint annotation JSON")
-    p.add_argument("--image-dir", required=True, help="image folder")
-    p.add_argument("--keypoints", default="coco", choices=("coco", "crowdpose"))
+    add_eval_args(p)
     p.add_argument("--num", type=int, default=8, help="number of instances to draw")
     p.add_argument("--start", type=int, default=0, help="index of the first instance")
     p.add_argument("--output", default="vis", help="output folder for the PNG files")
@@ -213,13 +199,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    ann, images = check_data_paths(args.ann_file, args.image_dir, "visualisation")
-    info = keypoint_info(args.keypoints)
-    state = load_checkpoint(args.checkpoint)
-    model, config = load_model(state, torch.device("cpu"))
-    check_keypoints(config, info)
-    codec = build_codec(config)
-    dataset = build_dataset(ann, images, config, codec, keypoints=args.keypoints, train=False)
+    setup = setup_eval(args, torch.device("cpu"), "visualisation")
+    model, codec, info, dataset = setup.model, setup.codec, setup.keypoint_info, setup.dataset
     if args.num <= 0 or args.start < 0 or args.start >= len(dataset):
         raise CLIError(
             f"--start {args.start} / --num {args.num} outside 0..{len(dataset) - 1}", "pick a range"

@@ -339,3 +339,27 @@ def test_image_dtype_option(synthetic: Path) -> None:
     assert diff.max() <= 2
     with pytest.raises(ValueError, match="image_dtype"):
         TopDownCocoDataset(synthetic, images, image_dtype="float16")
+
+
+def test_constructor_rejects_bad_arguments_by_name(synthetic: Path, tmp_path: Path) -> None:
+    images = synthetic.parent / "images"
+    with pytest.raises(TypeError, match="ann_file"):
+        TopDownCocoDataset(3, images)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="det_file"):
+        TopDownCocoDataset(synthetic, images, det_file=1.5)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="train"):
+        TopDownCocoDataset(synthetic, images, train="yes")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="det_score_threshold"):
+        TopDownCocoDataset(synthetic, images, det_score_threshold="0.5")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="det_score_threshold"):
+        TopDownCocoDataset(synthetic, images, det_score_threshold=float("nan"))
+    with pytest.raises(TypeError, match="seed"):
+        TopDownCocoDataset(synthetic, images, seed=1.0)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="keypoint set"):
+        TopDownCocoDataset(synthetic, images, keypoint_info="hands")
+    data = json.loads(synthetic.read_text())
+    data["annotations"][0]["image_id"] = 10_000
+    broken = tmp_path / "broken.json"
+    broken.write_text(json.dumps(data))
+    with pytest.raises(ValueError, match="image_id 10000"):
+        TopDownCocoDataset(broken, images)

@@ -142,3 +142,20 @@ def test_flip_images_and_validation() -> None:
         flip_keypoints(torch.zeros(1, 2, 2), torch.full((1, 2), 3), 10, (1, 0))
     empty = get_affine_matrix(torch.zeros(0, 2), torch.ones(0, 2), torch.zeros(0), (8, 6))
     assert empty.shape == (0, 2, 3)
+
+
+def test_geometry_validation_names_the_argument() -> None:
+    kp, center, scale = torch.zeros(2, 3, 2), torch.zeros(2, 2), torch.ones(2, 2)
+    with pytest.raises(TypeError, match="scale"):
+        crop_to_image(kp, center, [[1.0, 1.0]] * 2, torch.zeros(2), (8, 6))  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="rotation"):
+        crop_to_image(kp, center, scale, torch.zeros(3), (8, 6))
+    flags = torch.full((2, 3), 2)
+    with pytest.raises(TypeError, match="flip_index"):
+        flip_keypoints(kp, flags, 10, [0.0, 2.0, 1.0])  # type: ignore[list-item]
+    with pytest.raises(ValueError, match="flip_index"):
+        flip_keypoints(kp, flags, 10, [0, 0, 1])
+    with pytest.raises(ValueError, match="image_width"):
+        flip_keypoints(kp, flags, torch.tensor([10.0, 12.0, 14.0]), [0, 2, 1])
+    with pytest.raises(TypeError, match="image_width"):
+        flip_keypoints(kp, flags, "10", [0, 2, 1])  # type: ignore[arg-type]

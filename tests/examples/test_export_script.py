@@ -131,6 +131,19 @@ def test_authors_config_sets_the_variant(scripts: ModuleType) -> None:
     assert (default["norm_first"], default["shared_qkv"]) == (True, False)
 
 
+@pytest.mark.parametrize("config", sorted(p.name for p in (EXAMPLES / "configs").glob("*.json")))
+def test_every_config_parses_and_cites_the_paper(scripts: ModuleType, config: str) -> None:
+    """Each shipped config holds only known flags with valid values and the paper's numbers."""
+    path = EXAMPLES / "configs" / config
+    assert "_paper" in json.loads(path.read_text()), f"{config} lacks the paper's expected numbers"
+    args = scripts.parse_args(["--config", str(path), "--synthetic", "8"])
+    assert args.keypoints == ("crowdpose" if config.startswith("crowdpose") else "coco")
+    assert args.arch == ("hrnet_w32" if "hrnet" in config else "resnet50")
+    assert args.reasoner == (
+        "visattn" in config or "authors" in config or "gtmask" in config or "reasoner" in config
+    )
+
+
 @pytest.mark.parametrize(
     ("argv", "needle"),
     [

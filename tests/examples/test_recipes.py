@@ -91,7 +91,9 @@ def test_train_evaluate_visualize(data: Path, reference: Path, tmp_path: Path) -
     for key in ("AP", "AP50", "AP75", "APM", "APL", "AR", "AP_visible", "AP_occluded", "vis_accuracy"):
         assert key in metrics
         assert 0.0 <= metrics[key] <= 1.0
-    assert "| reference" in proc.stdout or "overall" in proc.stdout
+    # the table row is labelled by the checkpoint's folder; one row per keypoint subset
+    for subset in ("overall", "visible", "occluded"):
+        assert f"| {reference.name} | {subset} |" in proc.stdout, proc.stdout
     # the training run's final validation used the same checkpoint, data and flip test
     assert metrics["AP"] == pytest.approx(rows[-1]["AP"], abs=1e-9)
 
@@ -175,6 +177,12 @@ def _errors(cases: Sequence[Sequence[str | Path]]) -> list[subprocess.CompletedP
 
 
 def test_user_errors_are_one_line_exit_2(data: Path, reference: Path, tmp_path: Path) -> None:
+    # a checkpoint whose config lost the reasoner: every reasoner weight is an unexpected key
+    mismatched = tmp_path / "mismatched.pt"
+    state = torch.load(reference / "last.pt", map_location="cpu", weights_only=False)
+    state["model_config"] = {**state["model_config"], "reasoner": False, "reasoner_kwargs": {}}
+    torch.save(state, mismatched)
+    val = ["--ann-file", data / "val" / "person_keypoints_val.json", "--image-dir", data / "val" / "images"]
     cases = [
         ("train.py", "--data-root", tmp_path / "missing", "--arch", "tiny", "--output", tmp_path / "a"),
         ("train.py", *data_args(data), *COMMON, "--no-reasoner", "--output", tmp_path / "b",
@@ -182,13 +190,21 @@ def test_user_errors_are_one_line_exit_2(data: Path, reference: Path, tmp_path: 
         ("train.py", "--synthetic", "8", "--mask-source", "oracle"),
         ("evaluate.py", "--checkpoint", data / "val" / "person_keypoints_val.json",
          "--ann-file", data / "val" / "person_keypoints_val.json", "--image-dir", data / "val" / "images"),
+        ("evaluate.py", "--checkpoint", mismatched, *val),
+        ("evaluate.py", "--checkpoint", reference / "last.pt", "--ann-file", tmp_path / "missing.json",
+         "--image-dir", data / "val" / "images"),
+        ("visualize.py", "--checkpoint", reference / "last.pt", *val, "--keypoints", "crowdpose"),
     ]  # fmt: skip
-    expected = ["is not a directory", "different model config", "invalid choice", "cannot be read"]
-    for proc, needle in zip(_errors(cases), expected):
+    expected = [
+        "is not a directory", "different model config", "invalid choice", "cannot be read",
+        "unexpected keys", "annotation file", "K=17",
+    ]  # fmt: skip
+    for proc, needle in zip(_errors(cases), expected, strict=True):
         assert proc.returncode == 2, proc.stderr
         assert "Traceback" not in proc.stderr
         lines = proc.stderr.strip().splitlines()
         assert len(lines) == 1, proc.stderr
         assert lines[0].startswith("error: ")
         assert " fix: " in lines[0]
-        assert needle in lines[0]
+        assert needle in lines[0], lines[0]
+        assert len(lines[0]) < 500, lines[0]  # key lists are capped (first 5 + a count)

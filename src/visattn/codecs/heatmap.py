@@ -21,6 +21,7 @@ from typing import NamedTuple
 import torch
 
 from visattn._checks import check_positive_float, check_size_pair, check_tensor
+from visattn.codecs._common import check_trailing_size
 from visattn.codecs.simcc import (
     _batch_keypoints,
     _flip_index_tensor,
@@ -105,9 +106,8 @@ def _heatmap_encode(
     kp, fl, unbatched = _batch_keypoints(keypoints, flags)
     (height, width), (hm_h, hm_w) = input_size, heatmap_size
     labelled, mu = _labelled_mu(kp, fl)
-    mu_x, mu_y = (mu * torch.tensor([hm_w / width, hm_h / height], dtype=mu.dtype, device=mu.device)).unbind(
-        -1
-    )
+    stride = torch.tensor([hm_w / width, hm_h / height], dtype=mu.dtype, device=mu.device)
+    mu_x, mu_y = (mu * stride).unbind(-1)  # (B, K) each
     keep = labelled & _window_inside(mu_x, hm_w, sigma) & _window_inside(mu_y, hm_h, sigma)  # (B, K)
     weights = keep.to(mu.dtype)
     gx = _gaussian_1d(mu_x, hm_w, sigma, normalize=False, weights=weights)  # (B, K, Wf)
@@ -164,8 +164,8 @@ def heatmap_decode(
         raise ValueError(f"heatmaps must have at least one cell, got {tuple(hm.shape)}")
     flat = hm.float().reshape(b, k, hm_h * hm_w)  # (B, K, Hf*Wf)
     scores, index = flat.max(dim=-1)  # (B, K)
-    row = torch.div(index, hm_w, rounding_mode="floor")
-    col = index - row * hm_w
+    row = torch.div(index, hm_w, rounding_mode="floor")  # (B, K)
+    col = index - row * hm_w  # (B, K)
     last = hm_h * hm_w - 1
 
     def neighbour_diff(step: int, inside: torch.Tensor) -> torch.Tensor:
@@ -274,12 +274,7 @@ class HeatmapCodec:
         return _heatmap_encode(keypoints, flags, self.input_size, self.heatmap_size, self.sigma)
 
     def _check_size(self, heatmaps: torch.Tensor) -> None:
-        bad = isinstance(heatmaps, torch.Tensor) and heatmaps.dim() >= 2
-        if bad and tuple(heatmaps.shape[-2:]) != self.heatmap_size:
-            raise ValueError(
-                f"heatmaps must be (B, K, Hf, Wf) with (Hf, Wf)={self.heatmap_size} for this codec, "
-                f"got {tuple(heatmaps.shape)}"
-            )
+        check_trailing_size("heatmaps", heatmaps, self.heatmap_size, "(B, K, Hf, Wf)", "(Hf, Wf)")
 
     def decode(self, heatmaps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Decode ``(B, K, Hf, Wf)`` (or unbatched) heatmaps; see :func:`heatmap_decode`.

@@ -25,6 +25,8 @@ from typing import Any, NamedTuple
 import torch
 
 from visattn._checks import check_flags, check_positive_float, check_size_pair, check_tensor
+from visattn.codecs._common import check_trailing_size
+from visattn.heads import simcc_num_bins
 
 __all__ = [
     "SimCCCodec",
@@ -233,17 +235,12 @@ def simcc_encode(
         >>> int(t.x_labels[0, 0].argmax()), int(t.y_labels[0, 0].argmax())
         (20, 40)
     """
-    height, width = check_size_pair("input_size", input_size)
+    num_bins = simcc_num_bins(check_size_pair("input_size", input_size), split_ratio)
     ratio = check_positive_float("split_ratio", split_ratio)
     sigma_x, sigma_y = _sigma_pair("sigma", sigma)
     if not isinstance(normalize, bool):
         raise TypeError(f"normalize must be a bool, got {type(normalize).__name__}")
-    num_x, num_y = round(width * ratio), round(height * ratio)
-    if num_x < 1 or num_y < 1:
-        raise ValueError(
-            f"input_size * split_ratio must give at least one bin per axis, got ({num_y}, {num_x})"
-        )
-    return _simcc_encode(keypoints, flags, (num_x, num_y), ratio, (sigma_x, sigma_y), normalize)
+    return _simcc_encode(keypoints, flags, num_bins, ratio, (sigma_x, sigma_y), normalize)
 
 
 def _simcc_encode(
@@ -427,13 +424,7 @@ class SimCCCodec:
         if not isinstance(normalize, bool):
             raise TypeError(f"normalize must be a bool, got {type(normalize).__name__}")
         self.normalize = normalize
-        self.num_x_bins = round(self.input_size[1] * self.split_ratio)
-        self.num_y_bins = round(self.input_size[0] * self.split_ratio)
-        if self.num_x_bins < 1 or self.num_y_bins < 1:
-            raise ValueError(
-                f"input_size * split_ratio must give at least one bin per axis, got "
-                f"({self.num_y_bins}, {self.num_x_bins})"
-            )
+        self.num_x_bins, self.num_y_bins = simcc_num_bins(self.input_size, self.split_ratio)
 
     def __repr__(self) -> str:
         return (
@@ -452,14 +443,8 @@ class SimCCCodec:
         return _simcc_encode(keypoints, flags, bins, self.split_ratio, self.sigma, self.normalize)
 
     def _check_bins(self, x_logits: torch.Tensor, y_logits: torch.Tensor) -> None:
-        for name, value, bins, axis in (
-            ("x_logits", x_logits, self.num_x_bins, "Wx"),
-            ("y_logits", y_logits, self.num_y_bins, "Hy"),
-        ):
-            if isinstance(value, torch.Tensor) and value.dim() > 0 and value.shape[-1] != bins:
-                raise ValueError(
-                    f"{name} must have {axis}={bins} bins for this codec, got shape {tuple(value.shape)}"
-                )
+        check_trailing_size("x_logits", x_logits, (self.num_x_bins,), "(B, K, Wx)", "Wx")
+        check_trailing_size("y_logits", y_logits, (self.num_y_bins,), "(B, K, Hy)", "Hy")
 
     def decode(self, x_logits: torch.Tensor, y_logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Decode ``(B, K, Wx)``/``(B, K, Hy)`` logits (or unbatched); see :func:`simcc_decode`.

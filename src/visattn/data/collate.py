@@ -21,7 +21,6 @@ Shape alphabet: B batch, K keypoints, H x W input crop, Wx / Hy SimCC bins, Hf x
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -44,9 +43,7 @@ def _empty_float_batch(shape: tuple[int, ...]) -> torch.Tensor:
     """
     if get_worker_info() is None:
         return torch.from_numpy(np.empty(shape, dtype=np.float32))
-    template: Any = torch.empty(0, dtype=torch.float32)
-    storage = template._typed_storage()._new_shared(math.prod(shape), device=template.device)
-    out: torch.Tensor = template.new(storage).resize_(shape)
+    out: torch.Tensor = torch.empty(shape, dtype=torch.float32).share_memory_()
     return out
 
 

@@ -227,6 +227,13 @@ class TopDownCocoDataset(Dataset[dict[str, torch.Tensor]]):
         image_dtype: str = "float32",
     ) -> None:
         super().__init__()
+        for name, path in (("ann_file", ann_file), ("image_root", image_root), ("det_file", det_file)):
+            if not (isinstance(path, (str, os.PathLike)) or (name == "det_file" and path is None)):
+                kind = "a path (str or os.PathLike)" + (" or None" if name == "det_file" else "")
+                raise TypeError(f"{name} must be {kind}, got {type(path).__name__} {path!r}")
+        for name, flag in (("train", train), ("cache_images", cache_images)):
+            if not isinstance(flag, bool):
+                raise TypeError(f"{name} must be a bool, got {type(flag).__name__} {flag!r}")
         self.keypoint_info = get_keypoint_info(keypoint_info)
         self.input_size = check_size_pair("input_size", input_size)
         if codec is not None and not callable(getattr(codec, "encode", None)):
@@ -236,7 +243,9 @@ class TopDownCocoDataset(Dataset[dict[str, torch.Tensor]]):
         if augment is not None and not isinstance(augment, AugmentConfig):
             raise TypeError(f"augment must be an AugmentConfig or None, got {type(augment).__name__}")
         self.augment = augment if augment is not None else AugmentConfig()
-        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        if isinstance(seed, bool) or not isinstance(seed, int):
+            raise TypeError(f"seed must be an int >= 0, got {type(seed).__name__} {seed!r}")
+        if seed < 0:
             raise ValueError(f"seed must be an int >= 0, got {seed!r}")
         self.seed = seed
         self.epoch = 0
@@ -244,7 +253,12 @@ class TopDownCocoDataset(Dataset[dict[str, torch.Tensor]]):
         self.cache_images = bool(cache_images)
         self.image_dtype = check_choice("image_dtype", image_dtype, ("float32", "uint8"))
         if isinstance(det_score_threshold, bool) or not isinstance(det_score_threshold, (int, float)):
-            raise TypeError(f"det_score_threshold must be a number, got {det_score_threshold!r}")
+            raise TypeError(
+                f"det_score_threshold must be a finite number, got {type(det_score_threshold).__name__} "
+                f"{det_score_threshold!r}"
+            )
+        if not math.isfinite(det_score_threshold):
+            raise ValueError(f"det_score_threshold must be a finite number, got {det_score_threshold!r}")
         self.ann_file = Path(ann_file)
         self.image_root = Path(image_root)
         self.det_file = None if det_file is None else Path(det_file)
@@ -302,6 +316,11 @@ class TopDownCocoDataset(Dataset[dict[str, torch.Tensor]]):
                 if not (raw[:, 2] > 0).any():
                     stats["no_keypoints"] += 1
                     continue
+                if ann.get("image_id") not in image_pos:
+                    raise ValueError(
+                        f"annotation {ann.get('id')} in {self.ann_file} refers to image_id "
+                        f"{ann.get('image_id')!r}, which is not in its 'images' list"
+                    )
                 pos = image_pos[ann["image_id"]]
                 img_h, img_w = sizes[pos]
                 x, y, bw, bh = (float(v) for v in ann["bbox"])

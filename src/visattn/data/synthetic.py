@@ -34,6 +34,7 @@ import functools
 import json
 import math
 import multiprocessing
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -434,12 +435,9 @@ def _check_range(name: str, value: Any) -> tuple[int, int]:
 
 
 def _check_level(value: Any) -> float:
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, (int, float))
-        or not math.isfinite(value)
-        or value < 0
-    ):
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"occlusion_level must be a finite number >= 0, got {type(value).__name__} {value!r}")
+    if not math.isfinite(value) or value < 0:
         raise ValueError(f"occlusion_level must be a finite number >= 0, got {value!r}")
     return float(value)
 
@@ -536,6 +534,8 @@ def make_synthetic_coco(
         >>> ann.name, len(data["images"]), data["categories"][0]["keypoints"][0]
         ('person_keypoints_train.json', 2, 'nose')
     """
+    if not isinstance(root, (str, os.PathLike)):
+        raise TypeError(f"root must be a path (str or os.PathLike), got {type(root).__name__} {root!r}")
     n = _check_int("num_images", num_images, 1)
     seed = _check_int("seed", seed, 0)
     size = check_size_pair("image_size", image_size)
@@ -546,7 +546,9 @@ def make_synthetic_coco(
     if quality > 100:
         raise ValueError(f"jpeg_quality must be in [1, 100], got {quality}")
     workers = _check_int("num_workers", num_workers, 0)
-    if not isinstance(split_name, str) or not split_name or any(c in split_name for c in "/\\"):
+    if not isinstance(split_name, str):
+        raise TypeError(f"split_name must be a non-empty file-name-safe str, got {type(split_name).__name__}")
+    if not split_name or any(c in split_name for c in "/\\"):
         raise ValueError(f"split_name must be a non-empty file-name-safe string, got {split_name!r}")
     require_cv2()
 

@@ -167,6 +167,8 @@ def crop_to_image(
     check_tensor("keypoints", keypoints, "B K two", floating=True, two=2)
     b = keypoints.shape[0]
     check_tensor("center", center, "B two", floating=True, B=b, two=2)
+    check_tensor("scale", scale, "B two", floating=True, B=b, two=2)
+    check_tensor("rotation", rotation, "B", B=b)
     matrix = get_affine_matrix(center.double(), scale.double(), rotation.double(), input_size, inverse=True)
     return apply_affine(keypoints.double(), matrix).to(keypoints.dtype)
 
@@ -198,12 +200,31 @@ def flip_keypoints(
     check_tensor("keypoints", keypoints, "B K two", floating=True, two=2)
     b, k = keypoints.shape[:2]
     check_flags("flags", flags, "B K", B=b, K=k)
+    if isinstance(flip_index, torch.Tensor):
+        if flip_index.is_floating_point() or flip_index.is_complex() or flip_index.dtype == torch.bool:
+            raise TypeError(
+                f"flip_index must be an integer tensor or a sequence of ints, got {flip_index.dtype}"
+            )
+    elif not isinstance(flip_index, Sequence) or any(
+        isinstance(v, bool) or not isinstance(v, int) for v in flip_index
+    ):
+        raise TypeError(f"flip_index must be a sequence of ints or an integer tensor, got {flip_index!r}")
     index = torch.as_tensor(flip_index, dtype=torch.long, device=keypoints.device)
     if index.shape != (k,) or not torch.equal(index.sort().values, torch.arange(k, device=index.device)):
         raise ValueError(f"flip_index must be a permutation of range(K={k}), got {index.tolist()}")
+    if isinstance(image_width, torch.Tensor):
+        if image_width.dim() > 1 or (image_width.dim() == 1 and image_width.shape[0] != b):
+            raise ValueError(
+                f"image_width must be a number or a (B,) tensor with B={b}, "
+                f"got shape {tuple(image_width.shape)}"
+            )
+    elif isinstance(image_width, bool) or not isinstance(image_width, (int, float)):
+        raise TypeError(
+            f"image_width must be a number or a (B,) tensor, got {type(image_width).__name__} {image_width!r}"
+        )
     width = torch.as_tensor(image_width, dtype=keypoints.dtype, device=keypoints.device)
     if width.dim() == 1:
-        width = width[:, None]
+        width = width[:, None]  # (B, 1)
     x = width - 1 - keypoints[..., 0]
     flipped = torch.stack((x, keypoints[..., 1]), dim=-1)  # (B, K, 2)
     return flipped[:, index], flags[:, index]
