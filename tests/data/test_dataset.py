@@ -363,3 +363,20 @@ def test_constructor_rejects_bad_arguments_by_name(synthetic: Path, tmp_path: Pa
     broken.write_text(json.dumps(data))
     with pytest.raises(ValueError, match="image_id 10000"):
         TopDownCocoDataset(broken, images)
+
+
+@pytest.mark.parametrize(
+    "entry",
+    [
+        {"image_id": 1, "category_id": 1, "bbox": [0, 0, 10, 10]},  # no score
+        {"image_id": 1, "category_id": 1, "score": 0.9, "bbox": [0, 0, 10]},  # 3 numbers
+        {"image_id": 1, "category_id": 1, "score": "high", "bbox": [0, 0, 10, 10]},
+        [1, 2, 3],
+    ],
+)
+def test_malformed_detection_names_file_and_entry(synthetic: Path, tmp_path: Path, entry: object) -> None:
+    good = {"image_id": 1, "category_id": 1, "score": 0.9, "bbox": [0, 0, 10, 10]}
+    det_file = tmp_path / "dets.json"
+    det_file.write_text(json.dumps([good, entry]))
+    with pytest.raises(ValueError, match=r"dets\.json: entry 1 must"):
+        TopDownCocoDataset(synthetic, synthetic.parent / "images", det_file=det_file)

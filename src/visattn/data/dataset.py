@@ -341,18 +341,27 @@ class TopDownCocoDataset(Dataset[dict[str, torch.Tensor]]):
                     f"det_file {self.det_file} must hold a list of detections, got {type(dets).__name__}"
                 )
             zeros = np.zeros((k, 3))
-            for det in dets:
+            for i, det in enumerate(dets):
+                if not isinstance(det, dict):
+                    raise ValueError(f"det_file {self.det_file}: entry {i} must be a dict, got {det!r}")
                 if det.get("category_id", 1) != 1:
                     stats["other_category"] += 1
                     continue
                 stats["detections"] += 1
-                score = float(det["score"])
+                try:
+                    score = float(det["score"])
+                    x, y, bw, bh = (float(v) for v in det["bbox"])
+                    image_id = det["image_id"]
+                except (KeyError, TypeError, ValueError) as error:
+                    raise ValueError(
+                        f"det_file {self.det_file}: entry {i} must have image_id, a numeric score and "
+                        f"bbox [x, y, w, h], got {det!r} ({type(error).__name__}: {error})"
+                    ) from error
                 if score < det_score_threshold:
                     stats["below_threshold"] += 1
                     continue
-                if det["image_id"] not in image_pos:
-                    raise ValueError(f"detection for image_id {det['image_id']} not in {self.ann_file}")
-                x, y, bw, bh = (float(v) for v in det["bbox"])
+                if image_id not in image_pos:
+                    raise ValueError(f"detection for image_id {image_id} not in {self.ann_file}")
                 if bw <= 0 or bh <= 0:
                     stats["empty_box"] += 1
                     continue
