@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 import torch
 
-from tests.examples.test_recipes import EXAMPLES, _errors, data_args, run
+from tests.examples.test_recipes import EXAMPLES, assert_one_line_errors, data_args, run
 from visattn.data import make_synthetic_coco
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("examples")]
@@ -172,11 +172,4 @@ def test_export_errors_are_one_line_exit_2(trained: Path, tmp_path: Path) -> Non
         ("export_onnx.py", "--checkpoint", trained, "--embed-dim", "8", "--output", tmp_path / "x.onnx"),
     ]
     expected = ["does not exist", "cannot be read", "stores its own model config"]
-    for proc, needle in zip(_errors(cases), expected, strict=True):
-        assert proc.returncode == 2, proc.stderr
-        assert "Traceback" not in proc.stderr
-        lines = proc.stderr.strip().splitlines()
-        assert len(lines) == 1, proc.stderr
-        assert lines[0].startswith("error: ")
-        assert " fix: " in lines[0]
-        assert needle in lines[0], lines[0]
+    assert_one_line_errors(cases, expected)

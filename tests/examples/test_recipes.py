@@ -158,6 +158,19 @@ def test_torchrun_two_processes_matches_single_process(data: Path, reference: Pa
         assert ddp_metrics[key] == pytest.approx(ref_metrics[key], abs=1e-6), key
 
 
+def assert_one_line_errors(cases: Sequence[Sequence[str | Path]], expected: Sequence[str]) -> None:
+    """Each script call exits 2 with one ``error: ... fix: ...`` line containing its expected text."""
+    for proc, needle in zip(_errors(cases), expected, strict=True):
+        assert proc.returncode == 2, proc.stderr
+        assert "Traceback" not in proc.stderr
+        lines = proc.stderr.strip().splitlines()
+        assert len(lines) == 1, proc.stderr
+        assert lines[0].startswith("error: ")
+        assert " fix: " in lines[0]
+        assert needle in lines[0], lines[0]
+        assert len(lines[0]) < 500, lines[0]  # key lists are capped (first 5 + a count)
+
+
 def _errors(cases: Sequence[Sequence[str | Path]]) -> list[subprocess.CompletedProcess[str]]:
     procs = [
         subprocess.Popen(
@@ -199,12 +212,4 @@ def test_user_errors_are_one_line_exit_2(data: Path, reference: Path, tmp_path: 
         "is not a directory", "different model config", "invalid choice", "cannot be read",
         "unexpected keys", "annotation file", "K=17",
     ]  # fmt: skip
-    for proc, needle in zip(_errors(cases), expected, strict=True):
-        assert proc.returncode == 2, proc.stderr
-        assert "Traceback" not in proc.stderr
-        lines = proc.stderr.strip().splitlines()
-        assert len(lines) == 1, proc.stderr
-        assert lines[0].startswith("error: ")
-        assert " fix: " in lines[0]
-        assert needle in lines[0], lines[0]
-        assert len(lines[0]) < 500, lines[0]  # key lists are capped (first 5 + a count)
+    assert_one_line_errors(cases, expected)

@@ -1,10 +1,14 @@
-"""Validation shared by the SimCC and heatmap codecs (private)."""
+"""Helpers shared by the SimCC and heatmap codecs (private): validation, batching, 1-D Gaussians."""
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from typing import Any
 
 import torch
+
+from visattn._checks import check_flags, check_tensor
 
 __all__ = ["check_trailing_size"]
 
@@ -24,3 +28,119 @@ def check_trailing_size(name: str, value: Any, size: tuple[int, ...], spec: str,
     if tuple(value.shape[-len(size) :]) != tuple(size):
         want = size[0] if len(size) == 1 else tuple(size)
         raise ValueError(f"{name} must be {spec} with {axes}={want} for this codec, got {tuple(value.shape)}")
+
+
+def _check_codec_flags(flags: torch.Tensor, spec: str, **sizes: int | None) -> torch.Tensor:
+    """COCO flags for the encoders: 0/1/2 (integer or float), not bool.
+
+    Integer flags are range-checked with one ``aminmax`` (the encoders run once per sample in a
+    DataLoader, so the per-call op count matters); other dtypes go through the full
+    :func:`~visattn._checks.check_flags`, which also builds the error messages.
+    """
+    fl = check_tensor("flags", flags, spec, **sizes)  # type: ignore[arg-type]
+    if fl.dtype == torch.bool:
+        raise TypeError(
+            "flags must be COCO flags 0/1/2 (integer or float), got a bool tensor: the codec needs to "
+            "tell unlabelled (v = 0) from occluded (v = 1) keypoints"
+        )
+    if fl.numel() and not (fl.is_floating_point() or fl.is_complex()):
+        low, high = torch.aminmax(fl)
+        if int(low) >= 0 and int(high) <= 2:
+            return fl
+    return check_flags("flags", fl, spec, **sizes)
+
+
+def _batch_keypoints(keypoints: Any, flags: Any) -> tuple[torch.Tensor, torch.Tensor, bool]:
+    """Validate keypoints/flags and return them batched as ``(B, K, 2)``, ``(B, K)`` + unbatched flag.
+
+    Finiteness of the labelled keypoints is checked by :func:`_labelled_mu`.
+    """
+    if not isinstance(keypoints, torch.Tensor):
+        raise TypeError(
+            f"keypoints must be a torch.Tensor (B, K, 2) or (K, 2), got {type(keypoints).__name__}"
+        )
+    if not isinstance(flags, torch.Tensor):
+        raise TypeError(f"flags must be a torch.Tensor (B, K) or (K,), got {type(flags).__name__}")
+    if keypoints.dim() == 2:
+        kp = check_tensor("keypoints", keypoints, "K C", floating=True, C=2)
+        fl = _check_codec_flags(flags, "K", K=kp.shape[0])
+        return kp.unsqueeze(0), fl.unsqueeze(0), True
+    if keypoints.dim() == 3:
+        kp = check_tensor("keypoints", keypoints, "B K C", floating=True, C=2)
+        fl = _check_codec_flags(flags, "B K", B=kp.shape[0], K=kp.shape[1])
+        return kp, fl, False
+    raise ValueError(f"keypoints must be (B, K, 2) or (K, 2), got {tuple(keypoints.shape)}")
+
+
+def _labelled_mu(kp: torch.Tensor, fl: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``labelled (B, K)`` bool and the keypoints ``(B, K, 2)`` in the work dtype, 0 where unlabelled.
+
+    Raises ValueError when a labelled keypoint is not finite (unlabelled ones may hold NaN).
+    """
+    labelled = fl > 0  # (B, K)
+    mu = torch.where(labelled.unsqueeze(-1), kp.to(_work_dtype(kp.dtype)), 0.0)  # (B, K, 2)
+    if not bool(torch.isfinite(mu).all()):
+        raise ValueError("keypoints must be finite for every labelled keypoint (flag 1 or 2)")
+    return labelled, mu
+
+
+def _flip_index_tensor(flip_index: Any, num_keypoints: int, device: torch.device) -> torch.Tensor:
+    """Validate a flip permutation of length K and return it as a ``long`` tensor on ``device``."""
+    if isinstance(flip_index, torch.Tensor):
+        if flip_index.dim() != 1 or flip_index.is_floating_point() or flip_index.dtype == torch.bool:
+            raise TypeError(
+                f"flip_index must be a 1-D integer tensor or a sequence of ints, got "
+                f"{flip_index.dtype} tensor of shape {tuple(flip_index.shape)}"
+            )
+        values = [int(v) for v in flip_index.tolist()]
+    elif isinstance(flip_index, Sequence) and not isinstance(flip_index, str):
+        if any(isinstance(v, bool) or not isinstance(v, int) for v in flip_index):
+            raise TypeError(f"flip_index must hold ints, got {list(flip_index)!r}")
+        values = [int(v) for v in flip_index]
+    else:
+        raise TypeError(
+            f"flip_index must be a sequence of ints or a 1-D tensor, got {type(flip_index).__name__}"
+        )
+    if sorted(values) != list(range(num_keypoints)):
+        raise ValueError(f"flip_index must be a permutation of range(K) with K={num_keypoints}, got {values}")
+    return torch.tensor(values, dtype=torch.long, device=device)
+
+
+def _work_dtype(dtype: torch.dtype) -> torch.dtype:
+    """float64 stays float64; every other floating dtype is computed in float32."""
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+_EXP_FLOOR = {torch.float32: -87.0, torch.float64: -708.0}
+# 2 exp(floor): well above exp(floor) whatever the rounding of a vectorised or scalar exp
+_EXP_FLUSH = {torch.float32: 2.0 * math.exp(-87.0), torch.float64: 2.0 * math.exp(-708.0)}
+
+
+def _gaussian_1d(
+    mu: torch.Tensor, num_bins: int, sigma: float, *, normalize: bool, weights: torch.Tensor | None = None
+) -> torch.Tensor:
+    """``exp(-(i - mu)^2 / (2 sigma^2))`` for bins ``i = 0 .. num_bins-1``; ``mu (B, K)`` -> ``(B, K, n)``.
+
+    ``normalize`` divides by ``sigma * sqrt(2 pi)``; ``weights (B, K)`` (0/1) multiplies each row. The
+    big ``(B, K, n)`` tensor is allocated once and updated in place (fresh allocations of that size
+    cost page faults on CPU); the result is bitwise the same as the out-of-place formula.
+    """
+    bins = torch.arange(num_bins, dtype=mu.dtype, device=mu.device)
+    out = bins - mu.unsqueeze(-1)  # (B, K, n)
+    out.square_().mul_(-0.5 / sigma**2)
+    # exp of large negative arguments takes a slow (denormal) path on CPU: clamp the exponent to the
+    # floor, then set every value below 2 exp(floor) (~3.3e-38 in float32, ~6.7e-308 in float64: at most
+    # a few smallest-normal floats) to exactly 0. One threshold pass instead of a mask + masked_fill.
+    floor = _EXP_FLOOR[mu.dtype]
+    torch.threshold_(out.clamp_(min=floor).exp_(), _EXP_FLUSH[mu.dtype], 0.0)
+    factor = 1.0 / (sigma * math.sqrt(2.0 * math.pi)) if normalize else 1.0
+    if weights is not None:  # weights are 0 / 1, so (out * factor) * w == out * (w * factor) exactly
+        out.mul_((weights * factor if normalize else weights).unsqueeze(-1))
+    elif normalize:
+        out.mul_(factor)
+    return out
+
+
+def _window_inside(mu: torch.Tensor, num_bins: int, sigma: float) -> torch.Tensor:
+    """True where ``[mu - 3 sigma, mu + 3 sigma]`` overlaps ``[0, num_bins - 1]``."""
+    return (mu + 3.0 * sigma >= 0) & (mu - 3.0 * sigma <= num_bins - 1)

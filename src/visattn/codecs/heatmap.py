@@ -21,13 +21,13 @@ from typing import NamedTuple
 import torch
 
 from visattn._checks import check_positive_float, check_size_pair, check_tensor
-from visattn.codecs._common import check_trailing_size
-from visattn.codecs.simcc import (
+from visattn.codecs._common import (
     _batch_keypoints,
     _flip_index_tensor,
     _gaussian_1d,
     _labelled_mu,
     _window_inside,
+    check_trailing_size,
 )
 
 __all__ = [
