@@ -77,6 +77,70 @@ def test_occluded_share_is_coco_like_and_follows_occlusion_level() -> None:
     assert shares[0] < 0.12
 
 
+def test_occlusion_causes_follow_the_owner_map() -> None:
+    seen = {1: 0, 2: 0, 3: 0}
+    for index in range(20):
+        sample = render_synthetic_image(5, index, image_size=(120, 160), max_people=3)
+        for n in range(len(sample.flags)):
+            first = 1 + int(sample.figures[n]) * 16
+            for k in range(17):
+                cause = int(sample.causes[n, k])
+                if sample.flags[n, k] != 1:
+                    assert cause == 0
+                    continue
+                x, y = sample.keypoints[n, k]
+                owner = int(sample.owner[round(y), round(x)])
+                if owner < 0:
+                    expected = 1  # an occluder
+                elif owner > 0 and not first <= owner < first + 16:
+                    expected = 2  # another figure
+                else:
+                    expected = 3  # its own body (or the background just off its own part)
+                assert cause == expected, (index, n, k, owner)
+                seen[cause] += 1
+    assert all(count > 0 for count in seen.values()), seen
+
+
+def test_statistics_count_the_three_causes_and_crowding_adds_person_occlusion(tmp_path: Path) -> None:
+    plain = syn.occlusion_statistics(
+        make_synthetic_coco(tmp_path / "plain", 80, seed=4, image_size=(120, 160))
+    )
+    crowd_ann = make_synthetic_coco(
+        tmp_path / "crowd", 80, seed=4, image_size=(120, 160), crowd=True, max_people=3
+    )
+    crowd = syn.occlusion_statistics(crowd_ann)
+    data = json.loads(crowd_ann.read_text())
+    flags = np.array([a["keypoints"][2::3] for a in data["annotations"]])
+    causes = np.array([a["occlusion_cause"] for a in data["annotations"]])
+    assert crowd["occluded"] == (flags == 1).sum() == (causes > 0).sum()
+    assert crowd["person_share"] == pytest.approx((causes == 2).sum() / (causes > 0).sum())
+    assert 0.15 <= plain["occluded_share"] <= 0.32
+    for stats in (plain, crowd):
+        assert min(stats["object_share"], stats["person_share"], stats["self_share"]) > 0
+    assert crowd["person_share"] > 2 * plain["person_share"]
+    per_image = np.bincount([a["image_id"] for a in data["annotations"]])[1:]
+    assert np.mean(per_image) > 1.5
+    with pytest.raises(ValueError, match="max_people"):
+        make_synthetic_coco(tmp_path / "bad", 1, crowd=True, max_people=1)
+    with pytest.raises(ValueError, match="occlusion_cause"):
+        syn.occlusion_statistics({"annotations": [{"id": 1, "keypoints": [1, 1, 1]}]})
+
+
+def test_limb_like_occluders_use_limb_widths_and_shades() -> None:
+    # Some occluders are bars whose width matches a limb's: find occluder pixels whose colour is a limb shade.
+    bars = 0
+    for index in range(30):
+        sample = render_synthetic_image(6, index, image_size=(120, 160))
+        occluder = sample.owner < 0
+        if not occluder.any():
+            continue
+        pixels = sample.image[occluder].astype(np.int64)
+        # a bar is one flat colour: many occluder pixels share the most common colour
+        _, counts = np.unique(pixels, axis=0, return_counts=True)
+        bars += int(counts.max() > 0.5 * occluder.sum())
+    assert bars > 0
+
+
 def test_written_set_is_deterministic_and_independent_of_workers(tmp_path: Path) -> None:
     a = make_synthetic_coco(tmp_path / "a", 6, seed=5, image_size=(60, 80))
     b = make_synthetic_coco(tmp_path / "b", 6, seed=5, image_size=(60, 80), num_workers=2)

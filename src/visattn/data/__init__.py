@@ -20,7 +20,13 @@ from visattn.data.dataset import (
     TopDownCocoDataset,
     normalize_images,
 )
-from visattn.data.synthetic import SyntheticImage, make_synthetic_coco, render_synthetic_image
+from visattn.data.synthetic import (
+    OCCLUSION_CAUSES,
+    SyntheticImage,
+    make_synthetic_coco,
+    occlusion_statistics,
+    render_synthetic_image,
+)
 from visattn.data.transforms import (
     apply_affine,
     box_to_center_scale,
@@ -33,6 +39,7 @@ from visattn.data.transforms import (
 __all__ = [
     "IMAGENET_MEAN",
     "IMAGENET_STD",
+    "OCCLUSION_CAUSES",
     "AugmentConfig",
     "ImageReadError",
     "SyntheticImage",
@@ -46,5 +53,6 @@ __all__ = [
     "get_affine_matrix",
     "make_synthetic_coco",
     "normalize_images",
+    "occlusion_statistics",
     "render_synthetic_image",
 ]

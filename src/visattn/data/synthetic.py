@@ -9,7 +9,10 @@ so several splits can share one ``root`` (the dataset's ``image_root`` is ``root
 Each image holds 1 to ``max_people`` articulated figures with the 17 COCO keypoints (plausible limb
 lengths and joint angles, random lean, a head disc with eye / nose / ear dots, the person's left limbs
 darker than the right ones so that left and right are learnable), on a textured background with
-clutter lines, plus textured rectangles / ellipses placed near random keypoints as occluders.
+clutter lines, plus occluders placed near random keypoints: textured rectangles / ellipses and
+limb-like bars (a limb's width, drawn in the shades the figures' limbs use), so that an occluder can be
+mistaken for a limb. With ``crowd=True`` the figures of an image stand close together and overlap
+(CrowdPose-like crowding).
 
 Visibility flags come from the rendering itself. While drawing in painter's order an owner map
 ``(H, W) int32`` records who painted each pixel last: ``0`` background (and clutter),
@@ -23,6 +26,11 @@ face keypoint). With ``(x, y)`` the keypoint and ``(round(x), round(y))`` its pi
 - ``v = 2`` iff it is inside and the owner of its pixel is one of its own figure's own parts;
 - ``v = 1`` otherwise: labelled but covered by an occluder, another figure, or one of its own figure's
   other parts (self-occlusion: an arm across the torso, the far ear behind the head).
+
+The cause of each ``v = 1`` is recorded from the same owner map (:data:`OCCLUSION_CAUSES`): ``1`` an object
+(an occluder), ``2`` another person, ``3`` the person's own body; ``0`` for keypoints that are not
+occluded. The annotation file stores it per keypoint in the extra field ``occlusion_cause`` (COCO tools
+ignore it) and :func:`occlusion_statistics` counts it.
 
 Every image is rendered from its own generator ``numpy.random.default_rng([seed, index])``, so the
 files do not depend on ``num_workers`` and two runs with the same arguments write identical bytes.
@@ -47,12 +55,18 @@ from visattn.keypoints import COCO_KEYPOINTS
 
 __all__ = [
     "KEYPOINT_PARTS",
+    "OCCLUSION_CAUSES",
     "PARTS_PER_FIGURE",
     "SyntheticImage",
     "make_synthetic_coco",
+    "occlusion_statistics",
     "owner_id",
     "render_synthetic_image",
 ]
+
+#: Names of the occlusion-cause codes stored per keypoint (``0``: not occluded).
+OCCLUSION_CAUSES: tuple[str, ...] = ("none", "object", "person", "self")
+_LIMB_OCCLUDER_PROB = 0.4  # share of occluders drawn as limb-like bars
 
 # Body parts of one figure (indices into the per-figure owner id block).
 TORSO, HEAD, NECK = 0, 1, 2
@@ -110,6 +124,8 @@ class SyntheticImage(NamedTuple):
         flags: ``(N, 17)`` int64 COCO flags derived from ``owner`` (0 outside, 1 covered, 2 visible).
         boxes: ``(N, 4)`` float64 ``(x, y, w, h)`` boxes around the labelled keypoints, padded.
         figures: ``(N,)`` int64 figure index ``f`` of each annotation (for :func:`owner_id`).
+        causes: ``(N, 17)`` int64 occlusion cause of each keypoint (:data:`OCCLUSION_CAUSES`: 0 not
+            occluded, 1 object, 2 another person, 3 self); non-zero exactly where ``flags == 1``.
     """
 
     image: np.ndarray
@@ -118,6 +134,7 @@ class SyntheticImage(NamedTuple):
     flags: np.ndarray
     boxes: np.ndarray
     figures: np.ndarray
+    causes: np.ndarray
 
 
 def _rot(v: np.ndarray, angle: float) -> np.ndarray:
@@ -174,10 +191,14 @@ class _Figure(NamedTuple):
     torso: float
 
 
-def _sample_figure(rng: np.random.Generator, h: int, w: int) -> _Figure:
+def _sample_figure(rng: np.random.Generator, h: int, w: int, near: _Figure | None = None) -> _Figure:
     t = rng.uniform(0.11, 0.22) * h  # torso length; the figure is about 3.4 t tall
     lean = float(np.clip(rng.normal(0.0, 0.2), -0.5, 0.5))
     hip = np.array([rng.uniform(0.08, 0.92) * w, rng.uniform(0.42, 0.72) * h])
+    if near is not None:  # crowding: stand beside the given figure, close enough to overlap it
+        anchor = near.keypoints[11:13].mean(0)  # its hip centre
+        offset = rng.uniform(0.35, 0.9) * near.torso * (1.0 if rng.random() < 0.5 else -1.0)
+        hip = np.array([np.clip(anchor[0] + offset, 0.05 * w, 0.95 * w), anchor[1] + rng.normal(0, 0.1) * t])
     up = np.array([math.sin(lean), -math.cos(lean)])
     side = np.array([math.cos(lean), math.sin(lean)])  # towards the person's left (+x facing the camera)
     width = rng.uniform(0.65, 1.0)
@@ -294,6 +315,24 @@ def _draw(image: np.ndarray, owner: np.ndarray, fig: _Figure, f: int) -> None:
                 cv2.fillPoly(target, [poly], value, cv2.LINE_8, _SHIFT)
 
 
+def _draw_limb_occluder(
+    rng: np.random.Generator, image: np.ndarray, owner: np.ndarray, centre: np.ndarray, torso: float, j: int
+) -> None:
+    """A bar of a limb's length and width in a limb shade (as the figures use) through ``centre``."""
+    cv2 = require_cv2()
+    length = torso * rng.uniform(0.5, 0.9)
+    width = max(3.0, torso * rng.uniform(0.12, 0.18))
+    angle = rng.uniform(0, math.pi)
+    along = rng.uniform(-0.4, 0.4)
+    direction = np.array([math.cos(angle), math.sin(angle)])
+    p0 = centre + direction * length * (along - 0.5)
+    p1 = centre + direction * length * (along + 0.5)
+    base = rng.uniform(50, 210, 3)
+    colour = base * 0.45 + (0.5 * 255 if rng.random() < 0.5 else 0.0)
+    for target, value in ((image, tuple(float(c) for c in colour)), (owner, (float(-(j + 1)),))):
+        cv2.line(target, _pt(p0), _pt(p1), value, max(1, round(width)), cv2.LINE_8, _SHIFT)
+
+
 def _draw_occluder(
     rng: np.random.Generator, image: np.ndarray, owner: np.ndarray, centre: np.ndarray, size: float, j: int
 ) -> None:
@@ -339,6 +378,19 @@ def _flags(owner: np.ndarray, keypoints: np.ndarray, figure: int) -> np.ndarray:
     return np.where(inside, np.where(own, 2, 1), 0).astype(np.int64)
 
 
+def _causes(owner: np.ndarray, keypoints: np.ndarray, flags: np.ndarray, figure: int) -> np.ndarray:
+    """Occlusion cause of each of one figure's ``(17,)`` keypoints (:data:`OCCLUSION_CAUSES`)."""
+    h, w = owner.shape
+    rx = np.clip(np.rint(keypoints[:, 0]), 0, w - 1).astype(np.int64)
+    ry = np.clip(np.rint(keypoints[:, 1]), 0, h - 1).astype(np.int64)
+    who = owner[ry, rx].astype(np.int64)  # (17,)
+    first = owner_id(figure, 0)
+    own_figure = (who >= first) & (who < first + PARTS_PER_FIGURE)
+    # an occluded keypoint on the background (a joint just off its own drawn part) counts as self
+    cause = np.where(who < 0, 1, np.where((who > 0) & ~own_figure, 2, 3))
+    return np.where(flags == 1, cause, 0).astype(np.int64)
+
+
 def _box(keypoints: np.ndarray, flags: np.ndarray, h: int, w: int) -> np.ndarray:
     pts = keypoints[flags > 0]
     lo, hi = pts.min(0), pts.max(0)
@@ -354,8 +406,9 @@ def render_synthetic_image(
     *,
     image_size: Sequence[int] = (240, 320),
     max_people: int = 2,
-    occluder_count: Sequence[int] = (1, 3),
+    occluder_count: Sequence[int] = (1, 4),
     occlusion_level: float = 1.0,
+    crowd: bool = False,
 ) -> SyntheticImage:
     """Render image ``index`` of the synthetic set with seed ``seed`` (no files written).
 
@@ -367,6 +420,8 @@ def render_synthetic_image(
         occluder_count: ``(low, high)`` occluders per image before scaling by ``occlusion_level``.
         occlusion_level: scales the occluder count and size; ``0`` leaves only self- and
             figure-figure occlusion.
+        crowd: CrowdPose-like crowding: 2 to ``max_people`` figures (``max_people >= 2``), each placed
+            beside the previous one so that neighbours overlap.
 
     Returns:
         a :class:`SyntheticImage`; its ``flags`` follow the owner-map rule of the module docstring.
@@ -382,22 +437,32 @@ def render_synthetic_image(
     _check_int("max_people", max_people, 1)
     lo, hi = _check_range("occluder_count", occluder_count)
     level = _check_level(occlusion_level)
+    if not isinstance(crowd, bool):
+        raise TypeError(f"crowd must be a bool, got {type(crowd).__name__} {crowd!r}")
+    if crowd and max_people < 2:
+        raise ValueError(f"crowd=True needs max_people >= 2, got max_people={max_people}")
 
     rng = np.random.default_rng([seed, index])
     image = _background(rng, h, w)
     owner = np.zeros((h, w), np.int32)
-    n_people = int(rng.integers(1, max_people + 1))
-    figures = [_sample_figure(rng, h, w) for _ in range(n_people)]
+    n_people = int(rng.integers(2 if crowd else 1, max_people + 1))
+    figures: list[_Figure] = []
+    for _ in range(n_people):
+        figures.append(_sample_figure(rng, h, w, figures[-1] if crowd and figures else None))
     for f, fig in enumerate(figures):
         _draw(image, owner, fig, f)
     n_occ = round(int(rng.integers(lo, hi + 1)) * level)
     for j in range(n_occ):
         f = int(rng.integers(n_people))
         k = int(rng.integers(17))
+        centre = figures[f].keypoints[k]
+        if rng.random() < _LIMB_OCCLUDER_PROB:
+            _draw_limb_occluder(rng, image, owner, centre, figures[f].torso * math.sqrt(level), j)
+            continue
         size = figures[f].torso * rng.uniform(0.25, 0.6) * math.sqrt(level)
-        _draw_occluder(rng, image, owner, figures[f].keypoints[k], max(size, 2.0), j)
+        _draw_occluder(rng, image, owner, centre, max(size, 2.0), j)
 
-    kps, flags, boxes, figs = [], [], [], []
+    kps, flags, boxes, figs, causes = [], [], [], [], []
     for f, fig in enumerate(figures):
         fl = _flags(owner, fig.keypoints, f)
         if not fl.any():
@@ -406,6 +471,7 @@ def render_synthetic_image(
         flags.append(fl)
         boxes.append(_box(fig.keypoints, fl, h, w))
         figs.append(f)
+        causes.append(_causes(owner, fig.keypoints, fl, f))
     n = len(kps)
     return SyntheticImage(
         image=image,
@@ -414,6 +480,7 @@ def render_synthetic_image(
         flags=np.stack(flags) if n else np.zeros((0, 17), np.int64),
         boxes=np.stack(boxes) if n else np.zeros((0, 4)),
         figures=np.array(figs, dtype=np.int64),
+        causes=np.stack(causes) if n else np.zeros((0, 17), np.int64),
     )
 
 
@@ -452,6 +519,7 @@ def _write_one(
     max_people: int,
     occluder_count: tuple[int, int],
     occlusion_level: float,
+    crowd: bool,
     jpeg_quality: int,
 ) -> tuple[str, list[dict[str, Any]]]:
     cv2 = require_cv2()
@@ -462,6 +530,7 @@ def _write_one(
         max_people=max_people,
         occluder_count=occluder_count,
         occlusion_level=occlusion_level,
+        crowd=crowd,
     )
     name = f"{split_name}_{index:06d}.jpg"
     ok, buf = cv2.imencode(".jpg", sample.image, [cv2.IMWRITE_JPEG_QUALITY, jpeg_quality])
@@ -469,7 +538,7 @@ def _write_one(
         raise OSError(f"cv2.imencode failed for synthetic image {name}")
     (image_dir / name).write_bytes(buf.tobytes())
     anns = []
-    for kp, fl, box in zip(sample.keypoints, sample.flags, sample.boxes):
+    for kp, fl, box, cause in zip(sample.keypoints, sample.flags, sample.boxes, sample.causes):
         kp = np.where(fl[:, None] > 0, kp, 0.0)
         flat = np.concatenate([np.round(kp, 2), fl[:, None].astype(np.float64)], axis=1).reshape(-1)
         values: list[float | int] = [float(v) for v in flat]
@@ -483,6 +552,7 @@ def _write_one(
                 "bbox": [round(float(box[0]), 2), round(float(box[1]), 2), bw, bh],
                 "area": round(0.5 * bw * bh, 2),
                 "iscrowd": 0,
+                "occlusion_cause": [int(c) for c in cause],
             }
         )
     return name, anns
@@ -495,8 +565,9 @@ def make_synthetic_coco(
     seed: int = 0,
     image_size: Sequence[int] = (240, 320),
     max_people: int = 2,
-    occluder_count: Sequence[int] = (1, 3),
+    occluder_count: Sequence[int] = (1, 4),
     occlusion_level: float = 1.0,
+    crowd: bool = False,
     jpeg_quality: int = 90,
     split_name: str = "train",
     num_workers: int = 0,
@@ -509,7 +580,8 @@ def make_synthetic_coco(
     ``bbox`` surrounds the labelled keypoints with a small margin, ``area`` is half the box area (a
     stand-in for the segmentation area COCO uses as the OKS scale). The file loads with
     ``pycocotools.coco.COCO`` and :class:`~visattn.data.TopDownCocoDataset`. With the defaults about
-    10-25% of labelled keypoints are occluded (v = 1).
+    20-30% of labelled keypoints are occluded (v = 1), by objects, other people and the person's own body
+    (:func:`occlusion_statistics` counts them from the ``occlusion_cause`` field of each annotation).
 
     Args:
         root: output folder (created).
@@ -519,6 +591,7 @@ def make_synthetic_coco(
         max_people: at most this many figures per image (at least one).
         occluder_count: ``(low, high)`` occluders per image, scaled by ``occlusion_level``.
         occlusion_level: scales occluder count and size (``0``: no occluders).
+        crowd: CrowdPose-like crowding (see :func:`render_synthetic_image`).
         jpeg_quality: JPEG quality 1-100.
         split_name: prefix of the JSON and image names.
         num_workers: processes to render with (0: in this process); output does not depend on it.
@@ -542,6 +615,10 @@ def make_synthetic_coco(
     max_people = _check_int("max_people", max_people, 1)
     occ = _check_range("occluder_count", occluder_count)
     level = _check_level(occlusion_level)
+    if not isinstance(crowd, bool):
+        raise TypeError(f"crowd must be a bool, got {type(crowd).__name__} {crowd!r}")
+    if crowd and max_people < 2:
+        raise ValueError(f"crowd=True needs max_people >= 2, got max_people={max_people}")
     quality = _check_int("jpeg_quality", jpeg_quality, 1)
     if quality > 100:
         raise ValueError(f"jpeg_quality must be in [1, 100], got {quality}")
@@ -564,6 +641,7 @@ def make_synthetic_coco(
         max_people=max_people,
         occluder_count=occ,
         occlusion_level=level,
+        crowd=crowd,
         jpeg_quality=quality,
     )
     if workers == 0:
@@ -596,3 +674,61 @@ def make_synthetic_coco(
     ann_file = root / f"person_keypoints_{split_name}.json"
     ann_file.write_text(json.dumps(data, separators=(",", ":")))
     return ann_file
+
+
+def occlusion_statistics(annotations: str | os.PathLike[str] | dict[str, Any]) -> dict[str, float]:
+    """Occlusion statistics of a synthetic annotation file (or its loaded JSON dict).
+
+    Args:
+        annotations: path of a file written by :func:`make_synthetic_coco`, or its parsed content.
+
+    Returns:
+        ``{"instances", "labelled", "occluded", "occluded_share", "object_share", "person_share",
+        "self_share"}``: counts of instances, labelled keypoints (v > 0) and occluded ones (v = 1), the
+        occluded share of the labelled keypoints, and each cause's share of the occluded keypoints.
+
+    Raises:
+        ValueError: an annotation lacks the ``occlusion_cause`` field or it disagrees with the flags.
+
+    Example:
+        >>> import tempfile
+        >>> stats = occlusion_statistics(make_synthetic_coco(tempfile.mkdtemp(), 4, image_size=(96, 128)))
+        >>> round(stats["object_share"] + stats["person_share"] + stats["self_share"], 6)
+        1.0
+    """
+    if isinstance(annotations, dict):
+        data = annotations
+    elif isinstance(annotations, (str, os.PathLike)):
+        data = json.loads(Path(annotations).read_text())
+    else:
+        raise TypeError(
+            f"annotations must be a path or a dict, got {type(annotations).__name__} {annotations!r}"
+        )
+    counts = np.zeros(len(OCCLUSION_CAUSES), dtype=np.int64)
+    labelled = instances = 0
+    for ann in data.get("annotations", []):
+        flags = np.asarray(ann["keypoints"][2::3], dtype=np.int64)
+        if "occlusion_cause" not in ann:
+            raise ValueError(
+                f"annotation {ann.get('id')!r} has no occlusion_cause field (not a synthetic set?)"
+            )
+        cause = np.asarray(ann["occlusion_cause"], dtype=np.int64)
+        if cause.shape != flags.shape or not np.array_equal(cause > 0, flags == 1):
+            raise ValueError(
+                f"annotation {ann.get('id')!r}: occlusion_cause must be non-zero exactly where v == 1, "
+                f"got causes {cause.tolist()} for flags {flags.tolist()}"
+            )
+        counts += np.bincount(cause, minlength=len(OCCLUSION_CAUSES))
+        labelled += int((flags > 0).sum())
+        instances += 1
+    occluded = int(counts[1:].sum())
+    share = lambda n: n / occluded if occluded else float("nan")  # noqa: E731
+    return {
+        "instances": float(instances),
+        "labelled": float(labelled),
+        "occluded": float(occluded),
+        "occluded_share": occluded / labelled if labelled else float("nan"),
+        "object_share": share(int(counts[1])),
+        "person_share": share(int(counts[2])),
+        "self_share": share(int(counts[3])),
+    }
