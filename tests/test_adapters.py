@@ -129,9 +129,11 @@ def test_simcc_forward_wiring() -> None:
     images = torch.randn(2, 3, *INPUT)
     with torch.no_grad():
         out = model(images)
-        tokens = _flatten_loop(model.final_layer(model.backbone(images)))
+        features = model.backbone(images)
+        tokens = _flatten_loop(model.final_layer(features))
         assert model.reasoner is not None
-        refined = model.reasoner(tokens)
+        assert model.reasoner.feature_channels == features.shape[1]  # VisNet sees the backbone features
+        refined = model.reasoner(tokens, features=features)
         x_logits, y_logits = model.head(refined.tokens)
     assert_close(out.x_logits, x_logits)
     assert_close(out.y_logits, y_logits)

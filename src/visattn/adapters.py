@@ -143,8 +143,13 @@ def _build_reasoner(
     in_dim: int,
     num_keypoints: int,
     factory: dict[str, Any],
+    feature_channels: int,
 ) -> VisibilityMaskedReasoner | None:
-    """``True`` -> new reasoner, ``False`` -> ``None``, a reasoner -> itself after checking its sizes."""
+    """``True`` -> new reasoner, ``False`` -> ``None``, a reasoner -> itself after checking its sizes.
+
+    ``feature_channels`` is the ``C`` of the backbone features the adapter can hand to VisNet (0: none);
+    a new reasoner uses them unless ``reasoner_kwargs`` says otherwise.
+    """
     if reasoner_kwargs is not None and reasoner is not True:
         raise ValueError(
             "reasoner_kwargs is only used with reasoner=True, got reasoner_kwargs with a module/False"
@@ -153,6 +158,9 @@ def _build_reasoner(
         kwargs = dict(reasoner_kwargs or {})
         for key in ("device", "dtype"):
             kwargs.setdefault(key, factory[key])
+        kwargs.setdefault("feature_channels", feature_channels)
+        if kwargs["feature_channels"] not in (0, feature_channels):
+            raise ValueError(_feature_channels_message(feature_channels, kwargs["feature_channels"]))
         return VisibilityMaskedReasoner(in_dim, num_keypoints, **kwargs)
     if reasoner is False:
         return None
@@ -166,7 +174,18 @@ def _build_reasoner(
             f"reasoner must have (in_dim, num_keypoints) = {(in_dim, num_keypoints)} (D = Hf * Wf tokens of "
             f"K keypoints), got {got}"
         )
+    if reasoner.feature_channels not in (0, feature_channels):
+        raise ValueError(_feature_channels_message(feature_channels, reasoner.feature_channels))
     return reasoner
+
+
+def _feature_channels_message(available: int, got: int) -> str:
+    if available == 0:
+        return (
+            "the reasoner's VisNet needs backbone features (feature_channels > 0) but this adapter has none "
+            f"to give (a heatmap model returns heatmaps only); use feature_channels=0, got {got}"
+        )
+    return f"the reasoner's feature_channels must be 0 or the backbone's C={available}, got {got}"
 
 
 class SimCCAdapter(nn.Module):
@@ -190,9 +209,12 @@ class SimCCAdapter(nn.Module):
             HRNet in the paper), padded to keep ``(Hf, Wf)``.
         feature_size: ``(Hf, Wf)`` to skip the probe run (the backbone output is still checked in
             ``forward``).
-        reasoner: ``True`` builds ``VisibilityMaskedReasoner(D, K, **reasoner_kwargs)``, a
+        reasoner: ``True`` builds ``VisibilityMaskedReasoner(D, K, feature_channels=C,
+            **reasoner_kwargs)`` (VisNet pools the backbone's ``C``-channel features at each keypoint;
+            ``reasoner_kwargs={"feature_channels": 0}`` gives the paper's token-only VisNet), a
             :class:`~visattn.reasoner.VisibilityMaskedReasoner` is used as is (its ``in_dim`` and
-            ``num_keypoints`` must be ``D`` and ``K``), ``False`` gives the plain SimCC baseline.
+            ``num_keypoints`` must be ``D`` and ``K``, its ``feature_channels`` 0 or ``C``), ``False``
+            gives the plain SimCC baseline.
         head_bias: bias of the SimCC classifiers; default ``False`` with a reasoner (authors' code),
             ``True`` without (plain SimCC).
         reasoner_kwargs: keyword arguments for the reasoner built with ``reasoner=True``.
@@ -260,7 +282,9 @@ class SimCCAdapter(nn.Module):
         self.final_layer = nn.Conv2d(
             in_channels, num_keypoints, final_kernel_size, padding=final_kernel_size // 2, **factory
         )
-        self.reasoner = _build_reasoner(reasoner, reasoner_kwargs, self.token_dim, num_keypoints, factory)
+        self.reasoner = _build_reasoner(
+            reasoner, reasoner_kwargs, self.token_dim, num_keypoints, factory, self.in_channels
+        )
         bias = self.reasoner is None if head_bias is None else head_bias
         self.head = SimCCHead(self.token_dim, self.input_size, split_ratio=split_ratio, bias=bias, **factory)
         self.split_ratio = self.head.split_ratio
@@ -274,6 +298,10 @@ class SimCCAdapter(nn.Module):
         Returns:
             ``(B, K, D)`` tokens, ``D = Hf * Wf``.
         """
+        return self._features_and_tokens(images)[1]
+
+    def _features_and_tokens(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Backbone features ``(B, C, Hf, Wf)`` and keypoint tokens ``(B, K, D)``."""
         height, width = self.input_size
         check_tensor("images", images, "B C H W", floating=True, C=3, H=height, W=width)
         feature = select_feature_map(self.backbone(images), "backbone output")
@@ -286,7 +314,7 @@ class SimCCAdapter(nn.Module):
                 f"backbone output must keep the batch size {images.shape[0]}, got {tuple(feature.shape)}"
             )
         maps: torch.Tensor = self.final_layer(feature)  # (B, K, Hf, Wf)
-        return maps.flatten(2)  # (B, K, D)
+        return feature, maps.flatten(2)  # (B, C, Hf, Wf), (B, K, D)
 
     def forward(self, images: torch.Tensor, visible: torch.Tensor | None = None) -> SimCCOutput:
         """Predict SimCC logits (and visibility with a reasoner).
@@ -301,12 +329,12 @@ class SimCCAdapter(nn.Module):
             :class:`SimCCOutput` ``(x_logits (B, K, Wx), y_logits (B, K, Hy), vis_logits (B, K) | None,
             mask (B, K) | None)``.
         """
-        tokens = self.forward_features(images)
+        feature, tokens = self._features_and_tokens(images)
         if self.reasoner is None:
             _check_ignored_visible(visible, tokens.shape[0], self.num_keypoints)
             x_logits, y_logits = self.head(tokens)
             return SimCCOutput(x_logits, y_logits, None, None)
-        refined = self.reasoner(tokens, visible)
+        refined = self.reasoner(tokens, visible, features=feature if self.reasoner.feature_channels else None)
         x_logits, y_logits = self.head(refined.tokens)
         return SimCCOutput(x_logits, y_logits, refined.vis_logits, refined.mask)
 
@@ -359,7 +387,7 @@ class HeatmapAdapter(nn.Module):
         self.token_dim = self.heatmap_size[0] * self.heatmap_size[1]
         self.pose_model = pose_model
         factory = _factory_kwargs(pose_model)
-        self.reasoner = _build_reasoner(reasoner, reasoner_kwargs, self.token_dim, num_keypoints, factory)
+        self.reasoner = _build_reasoner(reasoner, reasoner_kwargs, self.token_dim, num_keypoints, factory, 0)
 
     def forward(self, images: torch.Tensor, visible: torch.Tensor | None = None) -> HeatmapOutput:
         """Predict (refined) heatmaps and visibility.

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.autograd.function import once_differentiable
 
-from visattn._checks import check_choice, check_flags, check_tensor
+from visattn._checks import check_choice, check_flags, check_probability, check_tensor
 from visattn.visibility import flags_to_visible
 
 __all__ = [
@@ -32,10 +32,12 @@ __all__ = [
     "VisibilityAwareLoss",
     "VisibilityBCELoss",
     "VisibilityCELoss",
+    "VisibilityFocalLoss",
     "heatmap_mse_loss",
     "simcc_kl_loss",
     "visibility_bce_loss",
     "visibility_ce_loss",
+    "visibility_focal_loss",
 ]
 
 
@@ -204,16 +206,32 @@ def heatmap_mse_loss(pred: torch.Tensor, target: torch.Tensor, weights: torch.Te
     return 0.5 * (per_keypoint * w.square()).mean()
 
 
-def visibility_bce_loss(vis_logits: torch.Tensor, flags: torch.Tensor) -> torch.Tensor:
+def _class_balance_weights(target: torch.Tensor) -> torch.Tensor:
+    """``(B, K)`` weights giving each class (visible, occluded) half of the total, summing to 1.
+
+    Tensor operations only (no host synchronisation); a class absent from the batch gets no weight and
+    the other one all of it.
+    """
+    n_vis = target.sum()
+    n_occ = target.numel() - n_vis
+    weights = torch.where(target > 0.5, 0.5 / n_vis.clamp_min(1.0), 0.5 / n_occ.clamp_min(1.0))  # (B, K)
+    return weights / weights.sum()
+
+
+def visibility_bce_loss(
+    vis_logits: torch.Tensor, flags: torch.Tensor, *, balanced: bool = False
+) -> torch.Tensor:
     """Per-keypoint visibility BCE-with-logits, target 1 iff ``v == 2``, mean over ``B * K``.
 
     ``v = 0`` (not labelled) and ``v = 1`` (occluded) are both targets 0, as in the paper. Computed in
-    float32.
+    float32. With ``balanced=True`` the visible and the occluded keypoints of the batch each carry half
+    of the loss (class-balanced BCE: occluded keypoints are the minority).
 
     Args:
         vis_logits: ``(B, K)`` VisNet logits.
         flags: ``(B, K)`` COCO flags 0/1/2 (``v = 0`` not labelled, ``v = 1`` occluded, ``v = 2``
             visible) or a bool ``visible`` tensor.
+        balanced: weight the two classes equally instead of every keypoint equally.
 
     Returns:
         float32 scalar; a zero with a graph when ``B = 0``.
@@ -222,13 +240,62 @@ def visibility_bce_loss(vis_logits: torch.Tensor, flags: torch.Tensor) -> torch.
         >>> logits = torch.zeros(1, 3, requires_grad=True)
         >>> round(visibility_bce_loss(logits, torch.tensor([[0, 1, 2]])).item(), 4)
         0.6931
+        >>> confident = torch.tensor([[4.0, 4.0, 4.0]])  # "visible" everywhere; the last one is occluded
+        >>> round(visibility_bce_loss(confident, torch.tensor([[2, 2, 1]]), balanced=True).item(), 4)
+        2.0181
     """
     logits = check_tensor("vis_logits", vis_logits, "B K", floating=True)
     check_tensor("flags", flags, "B K", B=logits.shape[0], K=logits.shape[1])
     target = flags_to_visible(flags).float()  # (B, K); checks the values
     if logits.numel() == 0:
         return _zero_like_graph(logits)
-    return F.binary_cross_entropy_with_logits(logits.float(), target)
+    if not balanced:
+        return F.binary_cross_entropy_with_logits(logits.float(), target)
+    per_keypoint = F.binary_cross_entropy_with_logits(logits.float(), target, reduction="none")  # (B, K)
+    return (per_keypoint * _class_balance_weights(target)).sum()
+
+
+def visibility_focal_loss(
+    vis_logits: torch.Tensor, flags: torch.Tensor, *, gamma: float = 2.0, alpha: float | None = 0.25
+) -> torch.Tensor:
+    """Focal visibility loss (Lin et al., 2017), target 1 iff ``v == 2``, mean over ``B * K``.
+
+    ``loss = a_t * (1 - p_t) ** gamma * BCE`` where ``p_t`` is the probability of the true class and
+    ``a_t = alpha`` for visible, ``1 - alpha`` for occluded keypoints (torchvision's
+    ``sigmoid_focal_loss`` convention; the default 0.25 gives the occluded minority three times the
+    weight of the visible ones). Computed in float32.
+
+    Args:
+        vis_logits: ``(B, K)`` VisNet logits.
+        flags: ``(B, K)`` COCO flags 0/1/2 (visible iff ``v == 2``) or a bool ``visible`` tensor.
+        gamma: focusing exponent ``>= 0`` (0 with ``alpha=None`` is the plain BCE).
+        alpha: weight of the visible class in [0, 1], or ``None`` for no class weighting.
+
+    Returns:
+        float32 scalar; a zero with a graph when ``B = 0``.
+
+    Example:
+        >>> logits, flags = torch.zeros(1, 2), torch.tensor([[2, 1]])
+        >>> round(visibility_focal_loss(logits, flags, gamma=0.0, alpha=None).item(), 4)  # = BCE
+        0.6931
+    """
+    logits = check_tensor("vis_logits", vis_logits, "B K", floating=True)
+    check_tensor("flags", flags, "B K", B=logits.shape[0], K=logits.shape[1])
+    if isinstance(gamma, bool) or not isinstance(gamma, (int, float)) or not 0 <= gamma < float("inf"):
+        raise ValueError(f"gamma must be a finite number >= 0, got {gamma!r}")
+    if alpha is not None:
+        check_probability("alpha", alpha)
+    target = flags_to_visible(flags).float()  # (B, K); checks the values
+    if logits.numel() == 0:
+        return _zero_like_graph(logits)
+    x = logits.float()
+    bce = F.binary_cross_entropy_with_logits(x, target, reduction="none")  # (B, K)
+    p = torch.sigmoid(x)
+    p_t = p * target + (1 - p) * (1 - target)
+    loss = bce * (1 - p_t) ** gamma
+    if alpha is not None:
+        loss = loss * (alpha * target + (1 - alpha) * (1 - target))
+    return loss.mean()
 
 
 def visibility_ce_loss(vis_logits: torch.Tensor, flags: torch.Tensor) -> torch.Tensor:
@@ -303,14 +370,53 @@ class HeatmapMSELoss(nn.Module):
 class VisibilityBCELoss(nn.Module):
     """Module form of :func:`visibility_bce_loss`.
 
+    Args:
+        balanced: class-balanced BCE (each class carries half of the loss).
+
     Example:
         >>> round(VisibilityBCELoss()(torch.zeros(1, 2), torch.tensor([[2, 1]])).item(), 4)
         0.6931
     """
 
+    def __init__(self, *, balanced: bool = False) -> None:
+        super().__init__()
+        if not isinstance(balanced, bool):
+            raise TypeError(f"balanced must be a bool, got {type(balanced).__name__} {balanced!r}")
+        self.balanced = balanced
+
     def forward(self, vis_logits: torch.Tensor, flags: torch.Tensor) -> torch.Tensor:
         """``vis_logits (B, K)``, COCO ``flags (B, K)`` -> float32 scalar."""
-        return visibility_bce_loss(vis_logits, flags)
+        return visibility_bce_loss(vis_logits, flags, balanced=self.balanced)
+
+    def extra_repr(self) -> str:
+        return f"balanced={self.balanced}"
+
+
+class VisibilityFocalLoss(nn.Module):
+    """Module form of :func:`visibility_focal_loss`.
+
+    Args:
+        gamma: focusing exponent ``>= 0``.
+        alpha: weight of the visible class in [0, 1], or ``None``.
+
+    Example:
+        >>> loss = VisibilityFocalLoss()
+        >>> loss(torch.zeros(1, 2), torch.tensor([[2, 1]])).item() < 0.6931 / 4
+        True
+    """
+
+    def __init__(self, gamma: float = 2.0, alpha: float | None = 0.25) -> None:
+        super().__init__()
+        visibility_focal_loss(torch.zeros(0, 1), torch.zeros(0, 1), gamma=gamma, alpha=alpha)  # validates
+        self.gamma = float(gamma)
+        self.alpha = alpha
+
+    def forward(self, vis_logits: torch.Tensor, flags: torch.Tensor) -> torch.Tensor:
+        """``vis_logits (B, K)``, COCO ``flags (B, K)`` -> float32 scalar."""
+        return visibility_focal_loss(vis_logits, flags, gamma=self.gamma, alpha=self.alpha)
+
+    def extra_repr(self) -> str:
+        return f"gamma={self.gamma}, alpha={self.alpha}"
 
 
 class VisibilityCELoss(nn.Module):

@@ -2,15 +2,19 @@
 
 Data flow for tokens ``x (B, K, D)`` (one token per keypoint, e.g. a flattened ``Hf x Wf`` map):
 
-1. ``vis_logits = VisNet(x.detach())`` in float32 with autocast disabled, so the mask never differs
-   from a float32 run and the visibility loss does not train the backbone;
-2. ``visible`` from the mask source (predicted ``sigmoid >= threshold``, ground-truth flags, none, or a
-   per-sample mix), ``mask = 1`` visible / ``occluded_scale`` occluded
-   (:func:`visattn.visibility.visibility_mask`);
+1. ``vis_logits = VisNet(x.detach(), features.detach())`` in float32 with autocast disabled, so the
+   mask never differs from a float32 run and the visibility loss does not train the backbone (VisNet
+   sees the backbone ``features`` only when built with ``feature_channels``);
+2. ``visible`` from the mask source (predicted ``sigmoid >= vis_threshold``, ground-truth flags, none, or
+   a per-sample mix: :func:`visattn.visibility.select_visible`), ``mask = 1`` visible /
+   ``occluded_scale`` occluded (:func:`visattn.visibility.visibility_mask`), or with ``mask_mode="soft"``
+   ``occluded_scale + (1 - occluded_scale) * p(visible)``
+   (:func:`visattn.visibility.soft_visibility_mask`);
 3. ``t = ReLU(embed(mask * x))``, ``depth`` :class:`ReasonerBlock` s over the K tokens;
 4. ``y = proj(t) + x``: the residual adds the **unmasked** tokens.
 
-Shape alphabet: B batch, K keypoints, D token dim, E embed dim, Hh heads, Dh head dim.
+Shape alphabet: B batch, K keypoints, D token dim, E embed dim, Hh heads, Dh head dim, C backbone
+channels, Hf x Wf feature map.
 """
 
 from __future__ import annotations
@@ -29,13 +33,27 @@ from visattn._checks import (
     check_tensor,
 )
 from visattn.attention import KeypointAttention, occlusion_attn_bias
-from visattn.visibility import flags_to_visible, predicted_visible, visibility_mask
+from visattn.visibility import (
+    MASK_SOURCES,
+    flags_to_visible,
+    predicted_visible,
+    select_visible,
+    soft_visibility_mask,
+    visibility_mask,
+)
 from visattn.visnet import VisNet
 
-__all__ = ["MASKINGS", "MASK_SOURCES", "ReasonerBlock", "ReasonerOutput", "VisibilityMaskedReasoner"]
+__all__ = [
+    "MASKINGS",
+    "MASK_MODES",
+    "MASK_SOURCES",
+    "ReasonerBlock",
+    "ReasonerOutput",
+    "VisibilityMaskedReasoner",
+]
 
-MASK_SOURCES = ("predicted", "ground_truth", "none", "mixed")
 MASKINGS = ("features", "attention", "both")
+MASK_MODES = ("hard", "soft")
 
 
 def _init_linear(module: nn.Module) -> None:
@@ -172,7 +190,17 @@ class VisibilityMaskedReasoner(nn.Module):
     * ``"ground_truth"``: the ``visible`` argument (required);
     * ``"none"``: no masking (the paper's "reasoner without masking" ablation);
     * ``"mixed"``: in training, each sample uses its ground truth with probability ``gt_prob`` and
-      the prediction otherwise (``visible`` required in training); in eval, the prediction.
+      the prediction otherwise (``visible`` required in training); in eval, the prediction. Lowering
+      ``gt_prob`` from 1 to 0 during training is scheduled teacher forcing
+      (:func:`visattn.visibility.teacher_forcing_prob`).
+
+    Mask modes (``mask_mode``): ``"hard"`` (the paper) scales predicted-occluded tokens by
+    ``occluded_scale``; ``"soft"`` scales every predicted token by
+    ``occluded_scale + (1 - occluded_scale) * sigmoid(vis_logits)`` (no threshold; the probability is
+    detached, so only the visibility loss trains VisNet). Ground-truth masks are always hard.
+
+    The operating threshold is the float32 buffer ``vis_threshold`` (saved in the state dict, exported
+    with the model): set it from held-out data with :meth:`calibrate_threshold`.
 
     Masking (``masking``): ``"features"`` scales the occluded tokens by ``occluded_scale`` before the
     embedding (the paper); ``"attention"`` instead adds ``log(occluded_scale)`` to the attention logits of
@@ -189,13 +217,21 @@ class VisibilityMaskedReasoner(nn.Module):
         num_heads: attention heads ``Hh`` (divides ``E``).
         mlp_ratio: MLP width relative to ``E``.
         occluded_scale: mask value of occluded keypoints, in (0, 1].
-        threshold: probability threshold of the predicted visibility, in (0, 1).
+        threshold: initial value of the ``vis_threshold`` buffer, the probability threshold of the
+            predicted visibility, in (0, 1).
         norm_first: pre-norm (True) or the authors' post-norm (False) blocks.
         shared_qkv: the authors' shared per-head Q/K/V matrices.
         mask_source: ``"predicted" | "ground_truth" | "none" | "mixed"``.
         gt_prob: probability of using the ground truth per sample for ``"mixed"``, in [0, 1].
         masking: ``"features" | "attention" | "both"``.
         visnet_hidden: hidden widths of :class:`visattn.visnet.VisNet`.
+        feature_channels: ``C`` of the backbone features VisNet pools at each keypoint
+            (:func:`visattn.visnet.keypoint_evidence`); ``0`` gives VisNet the token alone (the paper).
+            :class:`~visattn.adapters.SimCCAdapter` sets it to its backbone's channels by default.
+        visnet_context: self-attention blocks over keypoints inside VisNet (0: none, the paper).
+        detach_visnet: detach VisNet's inputs (the paper: the visibility loss does not train the
+            backbone); ``False`` lets the visibility loss shape the backbone features too.
+        mask_mode: ``"hard" | "soft"``.
         act_layer: activation class of the block MLPs.
         norm_layer: normalisation class of the blocks.
         device: device of the parameters.
@@ -204,6 +240,7 @@ class VisibilityMaskedReasoner(nn.Module):
     Attributes:
         in_dim, num_keypoints: as given.
         visnet: :class:`visattn.visnet.VisNet`.
+        vis_threshold: float32 scalar buffer, the operating threshold of the predicted visibility.
         embed: ``Linear(D, E)`` followed by ``ReLU``.
         blocks: ``ModuleList`` of :class:`ReasonerBlock`.
         norm: final norm (pre-norm) or ``Identity``.
@@ -240,6 +277,10 @@ class VisibilityMaskedReasoner(nn.Module):
         gt_prob: float = 0.5,
         masking: str = "features",
         visnet_hidden: Sequence[int] = (64, 32),
+        feature_channels: int = 0,
+        visnet_context: int = 0,
+        detach_visnet: bool = True,
+        mask_mode: str = "hard",
         act_layer: Callable[[], nn.Module] = nn.SiLU,
         norm_layer: Callable[..., nn.Module] = nn.LayerNorm,
         device: torch.device | str | None = None,
@@ -257,10 +298,16 @@ class VisibilityMaskedReasoner(nn.Module):
                 f"got embed_dim={embed_dim} and num_heads={num_heads}"
             )
         self.occluded_scale = check_probability("occluded_scale", occluded_scale, low_open=True)
-        self.threshold = check_probability("threshold", threshold, low_open=True, high_open=True)
+        check_probability("threshold", threshold, low_open=True, high_open=True)
         self.mask_source = check_choice("mask_source", mask_source, MASK_SOURCES)
         self.gt_prob = check_probability("gt_prob", gt_prob)
         self.masking = check_choice("masking", masking, MASKINGS)
+        self.mask_mode = check_choice("mask_mode", mask_mode, MASK_MODES)
+        if not isinstance(detach_visnet, bool):
+            raise TypeError(
+                f"detach_visnet must be a bool, got {type(detach_visnet).__name__} {detach_visnet!r}"
+            )
+        self.detach_visnet = detach_visnet
         if isinstance(visnet_hidden, (str, bytes)) or not isinstance(visnet_hidden, Sequence):
             raise TypeError(
                 f"visnet_hidden must be a sequence of positive ints, got {type(visnet_hidden).__name__}"
@@ -268,7 +315,12 @@ class VisibilityMaskedReasoner(nn.Module):
         hidden = tuple(check_positive_int(f"visnet_hidden[{i}]", h) for i, h in enumerate(visnet_hidden))
         factory: dict[str, Any] = {"device": device, "dtype": dtype}
 
-        self.visnet = VisNet(in_dim, hidden, **factory)
+        self.visnet = VisNet(
+            in_dim, hidden, feature_channels=feature_channels, context_depth=visnet_context, **factory
+        )
+        self.register_buffer(
+            "vis_threshold", torch.tensor(float(threshold), dtype=torch.float32, device=device)
+        )
         self.embed = nn.Linear(in_dim, embed_dim, **factory)
         self.embed_act = nn.ReLU()
         self.blocks = nn.ModuleList(
@@ -289,36 +341,70 @@ class VisibilityMaskedReasoner(nn.Module):
         _init_linear(self.embed)
         _init_linear(self.proj)
 
-    def _visnet_logits(self, tokens: torch.Tensor) -> torch.Tensor:
-        """VisNet on detached tokens with autocast off, in VisNet's parameter dtype (float32 by default)."""
+    vis_threshold: torch.Tensor
+
+    @property
+    def threshold(self) -> float:
+        """The operating threshold as a Python float (reads the ``vis_threshold`` buffer)."""
+        return float(self.vis_threshold)
+
+    @property
+    def feature_channels(self) -> int:
+        """``C`` of the backbone features VisNet needs in ``forward`` (0: none)."""
+        return self.visnet.feature_channels
+
+    def set_threshold(self, threshold: float) -> None:
+        """Set the operating threshold (the ``vis_threshold`` buffer), a probability in (0, 1)."""
+        value = check_probability("threshold", threshold, low_open=True, high_open=True)
+        self.vis_threshold.fill_(value)
+
+    @torch.no_grad()
+    def calibrate_threshold(
+        self, vis_logits: torch.Tensor, visible: torch.Tensor, *, criterion: str = "balanced_accuracy"
+    ) -> float:
+        """Choose and store the operating threshold from held-out VisNet logits and ground truth.
+
+        Args:
+            vis_logits: ``(N, K)`` VisNet logits on held-out data (not the training batches).
+            visible: ``(N, K)`` COCO flags 0/1/2 (visible iff ``v == 2``) or bools.
+            criterion: what the threshold maximises, see
+                :func:`visattn.metrics.calibrate_visibility_threshold`.
+
+        Returns:
+            the threshold now stored in ``vis_threshold``.
+        """
+        from visattn.metrics.visibility import calibrate_visibility_threshold
+
+        threshold = calibrate_visibility_threshold(vis_logits, visible, criterion=criterion)
+        self.set_threshold(threshold)
+        return threshold
+
+    def _load_from_state_dict(
+        self, state_dict: dict[str, Any], prefix: str, *args: Any, **kwargs: Any
+    ) -> None:
+        # State dicts written before the threshold became a buffer keep the module's current threshold.
+        state_dict.setdefault(prefix + "vis_threshold", self.vis_threshold.detach().clone())
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    def _visnet_logits(self, tokens: torch.Tensor, features: torch.Tensor | None) -> torch.Tensor:
+        """VisNet on (detached) tokens with autocast off, in VisNet's parameter dtype (float32 by default)."""
         param_dtype = next(self.visnet.parameters()).dtype
+        if self.detach_visnet:
+            tokens = tokens.detach()
+            features = None if features is None else features.detach()
         with torch.autocast(device_type=tokens.device.type, enabled=False):
-            logits: torch.Tensor = self.visnet(tokens.detach().to(param_dtype))  # (B, K)
+            logits: torch.Tensor = self.visnet(
+                tokens.to(param_dtype), None if features is None else features.to(param_dtype)
+            )  # (B, K)
         return logits
 
-    def _visible(self, vis_logits: torch.Tensor, gt_visible: torch.Tensor | None) -> torch.Tensor:
-        """The bool (B, K) visibility used for masking, per ``mask_source``."""
-        source = self.mask_source
-        if source == "none":
-            return torch.ones_like(vis_logits, dtype=torch.bool)
-        needs_gt = source == "ground_truth" or (source == "mixed" and self.training)
-        if needs_gt and gt_visible is None:
-            when = "" if source == "ground_truth" else " in training"
-            raise ValueError(
-                f"visible (B, K) COCO flags or bools are required when mask_source={source!r}{when}, got None"
-            )
-        if source == "ground_truth":
-            assert gt_visible is not None
-            return gt_visible
-        predicted = predicted_visible(vis_logits, self.threshold)
-        if source == "predicted" or not self.training:
-            return predicted
-        assert gt_visible is not None
-        use_gt = torch.rand(vis_logits.shape[0], 1, device=vis_logits.device) < self.gt_prob  # (B, 1)
-        return torch.where(use_gt, gt_visible, predicted)
-
     def forward(
-        self, tokens: torch.Tensor, visible: torch.Tensor | None = None, *, return_attn: bool = False
+        self,
+        tokens: torch.Tensor,
+        visible: torch.Tensor | None = None,
+        *,
+        features: torch.Tensor | None = None,
+        return_attn: bool = False,
     ) -> ReasonerOutput:
         """Refine keypoint tokens.
 
@@ -327,6 +413,8 @@ class VisibilityMaskedReasoner(nn.Module):
             visible: optional ``(B, K)`` ground-truth visibility: COCO flags 0/1/2 (visible iff
                 ``v == 2``; ``v = 0`` counts as occluded) or bools. Validated whenever given; used by
                 ``mask_source`` ``"ground_truth"`` and ``"mixed"``.
+            features: ``(B, C, Hf, Wf)`` backbone features (``Hf * Wf = D``), required iff
+                ``feature_channels > 0``.
             return_attn: also return every block's attention maps (reference attention path).
 
         Returns:
@@ -338,12 +426,18 @@ class VisibilityMaskedReasoner(nn.Module):
             check_tensor("visible", visible, "B K", B=tokens.shape[0], K=self.num_keypoints)
             gt_visible = flags_to_visible(visible, name="visible").to(tokens.device)  # (B, K) bool
 
-        vis_logits = self._visnet_logits(tokens)  # (B, K)
-        used = self._visible(vis_logits, gt_visible)  # (B, K) bool
+        vis_logits = self._visnet_logits(tokens, features)  # (B, K)
+        predicted = predicted_visible(vis_logits, self.vis_threshold)  # (B, K) bool
+        used, from_gt = select_visible(
+            self.mask_source, predicted, gt_visible, training=self.training, gt_prob=self.gt_prob
+        )  # (B, K), (B, 1)
         masks_features = self.mask_source != "none" and self.masking in ("features", "both")
         masks_attention = self.mask_source != "none" and self.masking in ("attention", "both")
         scale = self.occluded_scale if masks_features else 1.0
         mask = visibility_mask(used, scale, dtype=tokens.dtype)  # (B, K)
+        if masks_features and self.mask_mode == "soft":
+            soft = soft_visibility_mask(torch.sigmoid(vis_logits.detach()), scale, dtype=tokens.dtype)
+            mask = torch.where(from_gt, mask, soft)  # ground-truth rows stay hard
         attn_bias = occlusion_attn_bias(used, self.occluded_scale) if masks_attention else None
 
         x = self.embed_act(self.embed(tokens * mask[..., None]))  # (B, K, E)
@@ -365,5 +459,5 @@ class VisibilityMaskedReasoner(nn.Module):
         return (
             f"in_dim={self.in_dim}, num_keypoints={self.num_keypoints}, "
             f"occluded_scale={self.occluded_scale}, "
-            f"threshold={self.threshold}, mask_source={self.mask_source!r}, masking={self.masking!r}"
+            f"mask_source={self.mask_source!r}, masking={self.masking!r}, mask_mode={self.mask_mode!r}"
         )
