@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import json
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 
+from tests.helpers import require_shared_data
 from visattn.keypoints import (
     AIC_KEYPOINTS,
     AP10K_KEYPOINTS,
@@ -21,6 +26,7 @@ from visattn.keypoints import (
     KeypointInfo,
     get_keypoint_info,
     list_keypoint_sets,
+    load_keypoint_info,
 )
 
 # OKS sigmas as published with the COCO keypoint evaluation (cocoapi) and the CrowdPose benchmark.
@@ -248,3 +254,222 @@ def test_lower_body_field() -> None:
         KeypointInfo("toy", ("a", "b"), (), (), (0.1, 0.1), (0,), (0, 1))
     with pytest.raises(ValueError, match=r"distinct, got duplicates \['a'\]"):
         KeypointInfo("toy", ("a", "a"), (), (), (0.1, 0.1), ())
+
+
+# ---------------------------------------------------------------------------- keypoint set files
+TRIANGLE = {
+    "name": "triangle",
+    "names": ["left_tip", "right_tip", "base"],
+    "flip_pairs": [["left_tip", "right_tip"]],
+    "skeleton": [[0, 2], ["right_tip", "base"]],
+    "sigmas": [0.05, 0.05, 0.1],
+    "upper_body": ["left_tip", 1],
+    "lower_body": [2],
+}
+
+
+def _write(path: Path, data: object) -> Path:
+    path.write_text(json.dumps(data) if path.suffix == ".json" else str(data), encoding="utf-8")
+    return path
+
+
+def test_json_file_round_trip(tmp_path: Path) -> None:
+    path = _write(tmp_path / "tri.json", TRIANGLE)
+    info = load_keypoint_info(path)
+    assert info == KeypointInfo(
+        "triangle",
+        ("left_tip", "right_tip", "base"),
+        ((0, 1),),
+        ((0, 2), (1, 2)),
+        (0.05, 0.05, 0.1),
+        (0, 1),
+        (2,),
+    )
+    assert KeypointInfo.from_file(path) == info
+    assert get_keypoint_info(path) == info  # os.PathLike
+    assert get_keypoint_info(str(path)) == info  # a string ending in .json
+    minimal = load_keypoint_info(_write(tmp_path / "two.json", {"names": ["a", "b"], "sigmas": [0.1, 0.2]}))
+    assert (minimal.name, minimal.flip_pairs, minimal.skeleton, minimal.upper_body) == ("two", (), (), ())
+
+
+def test_yaml_file(tmp_path: Path) -> None:
+    yaml = pytest.importorskip("yaml")
+    path = tmp_path / "tri.yaml"
+    path.write_text(yaml.safe_dump(TRIANGLE), encoding="utf-8")
+    assert load_keypoint_info(path) == load_keypoint_info(_write(tmp_path / "tri.json", TRIANGLE))
+    assert get_keypoint_info(str(path)).name == "triangle"
+    (tmp_path / "list.yml").write_text("- a\n- b\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"list\.yml must hold one mapping of fields, got list"):
+        load_keypoint_info(tmp_path / "list.yml")
+    (tmp_path / "bad.yaml").write_text("names: [a, b\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"bad\.yaml is not valid YAML"):
+        load_keypoint_info(tmp_path / "bad.yaml")
+
+
+def test_yaml_without_pyyaml_says_what_to_install(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "yaml", None)  # makes `import yaml` fail as if not installed
+    (tmp_path / "tri.yaml").write_text("names: [a]\nsigmas: [0.1]\n", encoding="utf-8")
+    with pytest.raises(ImportError, match=r"tri\.yaml needs PyYAML"):
+        load_keypoint_info(tmp_path / "tri.yaml")
+
+
+BAD_FILES = [
+    ({**TRIANGLE, "sigma": [0.1]}, ValueError, r"unknown field\(s\) \['sigma'\]"),
+    ({"names": ["a"]}, ValueError, r"missing required field\(s\) \['sigmas'\]"),
+    ({**TRIANGLE, "names": "abc"}, TypeError, r"field 'names' must be a non-empty list"),
+    (
+        {**TRIANGLE, "names": ["a", "a", "b"]},
+        ValueError,
+        r"field 'names' must be distinct keypoint names, got \"duplicates \['a'\]",
+    ),
+    ({**TRIANGLE, "sigmas": [0.1, 0.1]}, ValueError, r"field 'sigmas' must be a list of K=3 positive"),
+    ({**TRIANGLE, "sigmas": [0.1, 0.1, -1]}, ValueError, r"field 'sigmas' must be a list of K=3 positive"),
+    ({**TRIANGLE, "sigmas": [0.1, 0.1, "x"]}, TypeError, r"field 'sigmas'"),
+    (
+        {**TRIANGLE, "flip_pairs": [["left_tip", "nose"]]},
+        ValueError,
+        r"field 'flip_pairs' must be keypoint names",
+    ),
+    (
+        {**TRIANGLE, "flip_pairs": [[0, 1, 2]]},
+        TypeError,
+        r"field 'flip_pairs' must be a list of \[a, b\] pairs",
+    ),
+    (
+        {**TRIANGLE, "skeleton": [[0, 3]]},
+        ValueError,
+        r"field 'skeleton' must be keypoint indices in \[0, 3\)",
+    ),
+    ({**TRIANGLE, "skeleton": [[True, 1]]}, TypeError, r"field 'skeleton' must be keypoint indices \(int\)"),
+    ({**TRIANGLE, "upper_body": 0}, TypeError, r"field 'upper_body' must be a list"),
+    ({**TRIANGLE, "lower_body": [0]}, ValueError, r"upper_body and lower_body must be disjoint"),
+    ({**TRIANGLE, "flip_pairs": [[0, 1], [1, 2]]}, ValueError, r"flip_pairs must be disjoint pairs"),
+    ({**TRIANGLE, "name": ""}, TypeError, r"field 'name' must be a non-empty string"),
+    ([TRIANGLE], ValueError, r"must hold one mapping of fields, got list"),
+]
+
+
+@pytest.mark.parametrize(("data", "error", "message"), BAD_FILES)
+def test_bad_json_files_name_the_file_and_the_field(
+    tmp_path: Path, data: object, error: type[Exception], message: str
+) -> None:
+    path = _write(tmp_path / "custom_set.json", data)
+    with pytest.raises(error, match=message) as info:
+        load_keypoint_info(path)
+    assert str(path) in str(info.value)
+
+
+def test_unreadable_files(tmp_path: Path) -> None:
+    (tmp_path / "broken.json").write_text('{"names": ["a"],', encoding="utf-8")
+    with pytest.raises(ValueError, match=r"broken\.json is not valid JSON"):
+        load_keypoint_info(tmp_path / "broken.json")
+    with pytest.raises(ValueError, match=r"missing\.json cannot be read"):
+        get_keypoint_info(str(tmp_path / "missing.json"))
+    (tmp_path / "set.txt").write_text("{}", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"must end in \.json, \.yaml or \.yml, got '\.txt'"):
+        get_keypoint_info(tmp_path / "set.txt")
+    with pytest.raises(TypeError, match=r"path must be a str or os\.PathLike, got int"):
+        load_keypoint_info(3)  # type: ignore[arg-type]
+
+
+# ---------------------------------------------------------------------------- real samples
+# COCO-format sample files of mmpose-testdata (see its README): (preset, annotation file, image folder).
+COCO_FORMAT_SAMPLES = [
+    ("coco", "coco/test_coco.json", "coco"),
+    ("crowdpose", "crowdpose/test_crowdpose.json", "crowdpose"),
+    ("aic", "aic/test_aic.json", "aic"),
+    ("halpe", "halpe/test_halpe.json", "coco"),  # Halpe's samples are the COCO images
+    ("ochuman", "ochuman/test_ochuman.json", "ochuman"),
+    ("onehand10k", "onehand10k/test_onehand10k.json", "onehand10k"),
+    ("ap10k", "ap10k/test_ap10k.json", "ap10k"),
+    ("300w", "300w/test_300w.json", "300w"),
+]
+NO_AUG = {"flip_prob": 0.0, "half_body_prob": 0.0, "scale_factor": 0.0, "rotation_prob": 0.0}
+
+
+def _snake(name: str) -> str:
+    """AI Challenger's files spell names "Right Shoulder", "Head top"."""
+    return name.strip().lower().replace(" ", "_")
+
+
+def _expected_samples(data: dict) -> list[dict]:
+    """Annotations the top-down dataset keeps: category 1, not crowd, >= 1 labelled keypoint, a box."""
+    return [
+        ann
+        for ann in data["annotations"]
+        if ann.get("category_id", 1) == 1
+        and not ann.get("iscrowd", 0)
+        and any(v > 0 for v in ann["keypoints"][2::3])
+        and ann["bbox"][2] > 0
+        and ann["bbox"][3] > 0
+    ]
+
+
+@pytest.mark.parametrize(("preset", "ann_file", "image_dir"), COCO_FORMAT_SAMPLES)
+def test_real_samples_load_with_the_preset(preset: str, ann_file: str, image_dir: str) -> None:
+    root = require_shared_data()
+    pytest.importorskip("cv2")
+    from visattn.data import AugmentConfig, TopDownCocoDataset
+
+    info = get_keypoint_info(preset)
+    data = json.loads((root / ann_file).read_text())
+    assert {len(ann["keypoints"]) // 3 for ann in data["annotations"]} == {info.num_keypoints}
+    for category in data["categories"]:
+        if category.get("keypoints"):  # halpe and 300w list none
+            assert [_snake(n) for n in category["keypoints"]] == list(info.names)
+
+    dataset = TopDownCocoDataset(root / ann_file, root / image_dir, keypoint_info=preset, input_size=(64, 48))
+    expected = _expected_samples(data)
+    assert len(dataset) == len(expected) > 0
+    item = dataset[0]
+    ann = next(a for a in expected if a["id"] == int(item["ann_id"]))
+    assert item["keypoints"].shape == (info.num_keypoints, 2)
+    assert item["flags"].tolist() == [int(v) for v in ann["keypoints"][2::3]]
+
+    flipping = TopDownCocoDataset(
+        root / ann_file,
+        root / image_dir,
+        keypoint_info=preset,
+        input_size=(64, 48),
+        train=True,
+        augment=AugmentConfig(**{**NO_AUG, "flip_prob": 1.0}),
+    )
+    flipped = flipping[0]
+    assert bool(flipped["flipped"])
+    assert flipped["flags"].tolist() == [int(ann["keypoints"][3 * j + 2]) for j in info.flip_index]
+
+
+def test_real_coco_wholebody_sample(tmp_path: Path) -> None:
+    """COCO-WholeBody keeps the body in `keypoints` and each other part in its own field; joined in
+    the order of its evaluation they are the 133 keypoints of the preset."""
+    root = require_shared_data()
+    pytest.importorskip("cv2")
+    from visattn.data import TopDownCocoDataset
+
+    parts = ("keypoints", "foot_kpts", "face_kpts", "lefthand_kpts", "righthand_kpts")
+    data = json.loads((root / "coco" / "test_coco_wholebody.json").read_text())
+    assert data["categories"][0]["keypoints"] == list(COCO_WHOLEBODY_KEYPOINTS.names[:17])
+    for ann in data["annotations"]:
+        assert [len(ann[p]) // 3 for p in parts] == [17, 6, 68, 21, 21]
+        ann["keypoints"] = [value for p in parts for value in ann[p]]
+    joined = tmp_path / "wholebody_joined.json"
+    joined.write_text(json.dumps(data))
+    dataset = TopDownCocoDataset(joined, root / "coco", keypoint_info="coco_wholebody", input_size=(64, 48))
+    expected = _expected_samples(data)
+    assert len(dataset) == len(expected) > 0
+    item = dataset[0]
+    ann = next(a for a in expected if a["id"] == int(item["ann_id"]))
+    assert item["flags"].shape == (133,)
+    assert item["flags"].tolist() == [int(v) for v in ann["keypoints"][2::3]]
+
+
+def test_real_mpii_sample_has_16_joints() -> None:
+    """MPII's sample is its own converted format (image, center, scale, joints, joints_vis), not COCO:
+    only K and the visibility flags can be checked against the preset."""
+    root = require_shared_data()
+    entries = json.loads((root / "mpii" / "test_mpii.json").read_text())
+    assert entries
+    for entry in entries:
+        assert len(entry["joints"]) == len(entry["joints_vis"]) == MPII_KEYPOINTS.num_keypoints
+        assert all(len(joint) == 2 for joint in entry["joints"])
+        assert set(entry["joints_vis"]) <= {0, 1}

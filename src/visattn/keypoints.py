@@ -516,6 +516,9 @@ def load_keypoint_info(path: str | os.PathLike[str]) -> KeypointInfo:
         raise fail("names", "a non-empty list of non-empty strings", names, TypeError)
     k = len(names)
     index = {n: i for i, n in enumerate(names)}
+    if len(index) != k:
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        raise fail("names", "distinct keypoint names", f"duplicates {duplicates}")
 
     def keypoint(field: str, value: object) -> int:
         if isinstance(value, str):
@@ -552,15 +555,11 @@ def load_keypoint_info(path: str | os.PathLike[str]) -> KeypointInfo:
         raise fail("sigmas", f"a list of K={k} positive numbers", sigmas, TypeError)
     if len(sigmas) != k or not all(0 < s < float("inf") for s in sigmas):
         raise fail("sigmas", f"a list of K={k} positive numbers", sigmas)
-    try:
+    flip_pairs, skeleton = pairs("flip_pairs"), pairs("skeleton")
+    upper_body, lower_body = indices("upper_body"), indices("lower_body")
+    try:  # what only the whole set can check (disjoint pairs, disjoint halves)
         return KeypointInfo(
-            name=name,
-            names=tuple(names),
-            flip_pairs=pairs("flip_pairs"),
-            skeleton=pairs("skeleton"),
-            sigmas=tuple(float(s) for s in sigmas),
-            upper_body=indices("upper_body"),
-            lower_body=indices("lower_body"),
+            name, tuple(names), flip_pairs, skeleton, tuple(float(s) for s in sigmas), upper_body, lower_body
         )
     except ValueError as error:
         raise ValueError(f"keypoint set file {file}: {error}") from error
