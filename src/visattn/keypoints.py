@@ -5,25 +5,22 @@ are registered by name (:func:`list_keypoint_sets`), and a custom set is one con
 JSON / YAML file (:func:`load_keypoint_info`). :func:`get_keypoint_info` takes any of the three.
 
 The tables follow the MMPose dataset metadata (``configs/_base_/datasets/<name>.py``); OKS sigmas
-come from each dataset's own evaluation code where it has one. Each preset's docstring entry below
-says where its sigmas come from:
+come from each dataset's own evaluation code where it has one; the table says where they come from:
 
-==========================  ===  ==============================================================
-registry name               K    OKS sigmas
-==========================  ===  ==============================================================
-``coco``                    17   COCO keypoint evaluation (cocoapi)
-``coco_wholebody``          133  COCO-WholeBody evaluation (body, foot, face, hand tables)
-``crowdpose``               14   CrowdPose evaluation (crowdposetools)
-``mpii``                    16   none official (MPII uses PCKh); MMPose's COCO-derived values
-``aic``                     14   AI Challenger evaluation (its ``delta`` / 2)
-``halpe``                   136  Halpe-FullBody evaluation (halpecocotools)
-``halpe26``                 26   none official; MMPose's values (``halpe26.py``)
-``ochuman``                 17   COCO's (OCHuman is evaluated with the COCO tools)
-``onehand10k``              21   none official (PCK / AUC); COCO-WholeBody hand sigmas
-``coco_wholebody_hand``     21   COCO-WholeBody evaluation, hand table
-``ap10k``                   17   none official; MMPose's values adapted from COCO
-``300w``                    68   none official (NME); COCO-WholeBody face sigmas (same layout)
-==========================  ===  ==============================================================
+| registry name | K | OKS sigmas |
+|---|---|---|
+| `coco` | 17 | COCO keypoint evaluation (cocoapi) |
+| `coco_wholebody` | 133 | COCO-WholeBody evaluation (body, foot, face, hand tables) |
+| `crowdpose` | 14 | CrowdPose evaluation (crowdposetools) |
+| `mpii` | 16 | none official (MPII uses PCKh); MMPose's COCO-derived values |
+| `aic` | 14 | AI Challenger evaluation (its ``delta`` / 2) |
+| `halpe` | 136 | Halpe-FullBody evaluation (halpecocotools) |
+| `halpe26` | 26 | none official; MMPose's values (``halpe26.py``) |
+| `ochuman` | 17 | COCO's (OCHuman is evaluated with the COCO tools) |
+| `onehand10k` | 21 | none official (PCK / AUC); COCO-WholeBody hand sigmas |
+| `coco_wholebody_hand` | 21 | COCO-WholeBody evaluation, hand table |
+| `ap10k` | 17 | none official; MMPose's values adapted from COCO |
+| `300w` | 68 | none official (NME); COCO-WholeBody face sigmas (same layout) |
 """
 
 from __future__ import annotations
