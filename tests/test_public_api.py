@@ -38,6 +38,8 @@ TOP_LEVEL = {
     "flags_to_visible",
     "from_official_checkpoint",
     "get_keypoint_info",
+    "list_keypoint_sets",
+    "load_keypoint_info",
     "predicted_visible",
     "set_fused_attn",
     "to_official_checkpoint",

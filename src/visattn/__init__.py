@@ -24,7 +24,14 @@ from visattn.attention import KeypointAttention
 from visattn.codecs import HeatmapCodec, HeatmapTargets, SimCCCodec, SimCCTargets
 from visattn.compat import from_official_checkpoint, to_official_checkpoint
 from visattn.heads import SimCCHead
-from visattn.keypoints import COCO_KEYPOINTS, CROWDPOSE_KEYPOINTS, KeypointInfo, get_keypoint_info
+from visattn.keypoints import (
+    COCO_KEYPOINTS,
+    CROWDPOSE_KEYPOINTS,
+    KeypointInfo,
+    get_keypoint_info,
+    list_keypoint_sets,
+    load_keypoint_info,
+)
 from visattn.losses import (
     HeatmapMSELoss,
     LossOutput,
@@ -66,6 +73,8 @@ __all__ = [
     "flags_to_visible",
     "from_official_checkpoint",
     "get_keypoint_info",
+    "list_keypoint_sets",
+    "load_keypoint_info",
     "predicted_visible",
     "set_fused_attn",
     "to_official_checkpoint",
