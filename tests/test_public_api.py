@@ -53,7 +53,7 @@ CONTRACT = {
                 "VisibilityAwareLoss", "set_fused_attn"],
     "visattn.compat": ["from_official_checkpoint"],
     "visattn.metrics": ["coco_keypoint_ap", "PoseEvaluator", "crowdpose_ap", "pck", "visibility_metrics"],
-    "visattn.data": ["make_synthetic_coco", "TopDownCocoDataset"],
+    "visattn.data": ["make_synthetic_coco", "TopDownCocoDataset", "occlude_batch", "RandomOcclusion"],
     "visattn.export": ["export_onnx", "export_program"],
     "visattn.codecs": ["SimCCCodec", "HeatmapCodec", "simcc_decode", "simcc_flip_back", "heatmap_flip_back"],
     "visattn.losses": ["simcc_kl_loss", "heatmap_mse_loss", "visibility_bce_loss"],

@@ -1,4 +1,5 @@
-"""Data pipeline: synthetic occluded-pose sets, top-down COCO datasets, batch collation, crop geometry.
+"""Data pipeline: synthetic occluded-pose sets, top-down COCO datasets, batch collation, crop geometry,
+occlusion augmentation that produces visibility labels (:func:`occlude_batch`, :class:`RandomOcclusion`).
 
 Fast training path: ``TopDownCocoDataset(..., codec=None, image_dtype="uint8")`` with
 ``DataLoader(..., collate_fn=TopDownCollate(codec))`` (targets encoded once per batch, images
@@ -20,6 +21,7 @@ from visattn.data.dataset import (
     TopDownCocoDataset,
     normalize_images,
 )
+from visattn.data.occlusion import OCCLUDER_KINDS, OcclusionResult, RandomOcclusion, occlude_batch
 from visattn.data.synthetic import (
     OCCLUSION_CAUSES,
     SyntheticImage,
@@ -39,9 +41,12 @@ from visattn.data.transforms import (
 __all__ = [
     "IMAGENET_MEAN",
     "IMAGENET_STD",
+    "OCCLUDER_KINDS",
     "OCCLUSION_CAUSES",
     "AugmentConfig",
     "ImageReadError",
+    "OcclusionResult",
+    "RandomOcclusion",
     "SyntheticImage",
     "TopDownCocoDataset",
     "TopDownCollate",
@@ -53,6 +58,7 @@ __all__ = [
     "get_affine_matrix",
     "make_synthetic_coco",
     "normalize_images",
+    "occlude_batch",
     "occlusion_statistics",
     "render_synthetic_image",
 ]

@@ -34,6 +34,7 @@ from torch.utils.data import Dataset
 from visattn._checks import check_choice, check_size_pair
 from visattn.data._augment import AugmentConfig, draw_augment, half_body_box
 from visattn.data._deps import require_cv2
+from visattn.data.occlusion import RandomOcclusion
 from visattn.data.transforms import box_to_center_scale
 from visattn.keypoints import KeypointInfo, get_keypoint_info
 
@@ -197,6 +198,9 @@ class TopDownCocoDataset(Dataset[dict[str, torch.Tensor]]):
         on_error: ``"raise"`` or ``"skip"`` for unreadable images.
         cache_images: keep decoded images in memory.
         image_dtype: ``"float32"`` (normalised) or ``"uint8"`` (raw RGB crop, 4x less memory and IPC).
+        occlusion: a :class:`~visattn.data.RandomOcclusion` applied to the warped crop when ``train``
+            (before target encoding, per-sample randomness): ``flags`` are then the updated ones and the
+            sample gains ``covered (K,)`` bool; ``None`` (default) changes nothing.
 
     Example:
         >>> import tempfile
@@ -225,6 +229,7 @@ class TopDownCocoDataset(Dataset[dict[str, torch.Tensor]]):
         on_error: str = "raise",
         cache_images: bool = False,
         image_dtype: str = "float32",
+        occlusion: RandomOcclusion | None = None,
     ) -> None:
         super().__init__()
         for name, path in (("ann_file", ann_file), ("image_root", image_root), ("det_file", det_file)):
@@ -252,6 +257,9 @@ class TopDownCocoDataset(Dataset[dict[str, torch.Tensor]]):
         self.on_error = check_choice("on_error", on_error, ("raise", "skip"))
         self.cache_images = bool(cache_images)
         self.image_dtype = check_choice("image_dtype", image_dtype, ("float32", "uint8"))
+        if occlusion is not None and not isinstance(occlusion, RandomOcclusion):
+            raise TypeError(f"occlusion must be a RandomOcclusion or None, got {type(occlusion).__name__}")
+        self.occlusion = occlusion
         if isinstance(det_score_threshold, bool) or not isinstance(det_score_threshold, (int, float)):
             raise TypeError(
                 f"det_score_threshold must be a finite number, got {type(det_score_threshold).__name__} "
@@ -494,6 +502,9 @@ class TopDownCocoDataset(Dataset[dict[str, torch.Tensor]]):
         )
         kp = keypoints @ matrix[:, :2].T + matrix[:, 2]  # (K, 2)
         kp[flags == 0] = 0.0
+        covered = None
+        if self.train and self.occlusion is not None:  # same per-item rng, after the augment draws
+            crop, flags, covered = self.occlusion.occlude_sample(crop, kp, flags, rng)
         kp_t = torch.from_numpy(kp.astype(np.float32))
         flags_t = torch.from_numpy(np.ascontiguousarray(flags, dtype=np.int64))
         sample: dict[str, torch.Tensor] = {
@@ -519,4 +530,6 @@ class TopDownCocoDataset(Dataset[dict[str, torch.Tensor]]):
         sample["bbox_score"] = torch.from_numpy(np.array(self._meta_score[index]))
         sample["area"] = torch.from_numpy(np.array(self._meta_area[index]))
         sample["replaced"] = torch.from_numpy(np.array(replaced))
+        if covered is not None:
+            sample["covered"] = torch.from_numpy(covered)
         return sample
