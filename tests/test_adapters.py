@@ -421,3 +421,29 @@ def test_torch_compile_fullgraph_matches_eager() -> None:
         assert a is not None
         assert e is not None
         torch.testing.assert_close(a, e, atol=1e-4, rtol=1e-4)
+
+
+def test_visnet_evidence_defaults_and_the_paper_switch() -> None:
+    default = _simcc()
+    assert default.reasoner is not None
+    assert default.reasoner.feature_channels == default.in_channels
+    paper = _simcc(reasoner_kwargs={"embed_dim": 16, "depth": 1, "feature_channels": 0})
+    assert paper.reasoner is not None
+    assert paper.reasoner.feature_channels == 0
+    assert paper.reasoner.visnet.evidence_dim == paper.token_dim  # the keypoint token alone
+    out = paper(torch.randn(2, 3, *INPUT))
+    assert out.vis_logits is not None
+    assert out.vis_logits.shape == (2, paper.num_keypoints)
+
+
+def test_feature_channels_must_fit_the_adapter() -> None:
+    with pytest.raises(ValueError, match="backbone's C="):
+        _simcc(reasoner_kwargs={"embed_dim": 16, "depth": 1, "feature_channels": 3})
+    pose_model = nn.Conv2d(3, 17, 3, stride=4, padding=1)
+    with pytest.raises(ValueError, match="heatmap model returns heatmaps only"):
+        HeatmapAdapter(
+            pose_model, 17, heatmap_size=(8, 6), reasoner_kwargs={"embed_dim": 16, "feature_channels": 4}
+        )
+    rich = VisibilityMaskedReasoner(48, 17, embed_dim=16, feature_channels=4)
+    with pytest.raises(ValueError, match="heatmap model returns heatmaps only"):
+        HeatmapAdapter(pose_model, 17, heatmap_size=(8, 6), reasoner=rich)

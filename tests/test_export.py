@@ -229,3 +229,41 @@ def test_onnx_without_reasoner_has_no_vis_probs(tmp_path: Path) -> None:
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     assert [o.name for o in session.get_outputs()] == ["heatmaps", "keypoints", "scores"]
     assert session.get_inputs()[0].shape == [1, 3, 32, 24]
+
+
+@pytest.mark.parametrize("fmt", ["program", "onnx"])
+def test_exported_graph_keeps_the_calibrated_threshold_and_rich_visnet(fmt: str, tmp_path: Path) -> None:
+    """The vis_threshold buffer and VisNet's backbone evidence / keypoint context travel with the export."""
+    torch.manual_seed(0)
+    model = SimCCAdapter(_backbone(), 8, K, INPUT, reasoner_kwargs={**SMALL, "visnet_context": 1})
+    assert model.reasoner is not None
+    assert model.reasoner.feature_channels == 8
+    images = torch.randn(3, 3, *INPUT)
+    model.eval()
+    with torch.no_grad():
+        probs = torch.sigmoid(model(images).vis_logits).flatten().sort().values
+    middle = len(probs) // 2  # between two probabilities near the median: some keypoints flip, none ties
+    model.reasoner.set_threshold(float(probs[middle - 1] + probs[middle]) / 2)
+    deploy = DeploymentModel(model, decode=False).eval()
+    with torch.no_grad():
+        expected = deploy(images)
+        at_half = DeploymentModel(_copy_with_threshold(model, 0.5), decode=False).eval()(images)
+    assert not torch.allclose(expected[0], at_half[0])  # the threshold matters for these images
+    if fmt == "program":
+        got = export_program(model).module()(images)
+    else:
+        ort = pytest.importorskip("onnxruntime")
+        pytest.importorskip("onnxscript")
+        path = export_onnx(model, tmp_path / "model.onnx")
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        got = session.run(None, {"images": images.numpy()})
+    _assert_outputs_close(got, expected, 1e-4)
+
+
+def _copy_with_threshold(model: SimCCAdapter, threshold: float) -> SimCCAdapter:
+    import copy
+
+    other = copy.deepcopy(model)
+    assert other.reasoner is not None
+    other.reasoner.set_threshold(threshold)
+    return other

@@ -16,10 +16,12 @@ from visattn.losses import (
     VisibilityAwareLoss,
     VisibilityBCELoss,
     VisibilityCELoss,
+    VisibilityFocalLoss,
     heatmap_mse_loss,
     simcc_kl_loss,
     visibility_bce_loss,
     visibility_ce_loss,
+    visibility_focal_loss,
 )
 
 B, K, WX, HY, HF, WF = 3, 4, 10, 12, 5, 4
@@ -204,6 +206,60 @@ def test_bce_matches_loop_definition():
     assert torch.isfinite(logits.grad).all()
 
 
+def _bce_one(logit: float, target: float) -> float:
+    p = 1 / (1 + math.exp(-logit))
+    return -(target * math.log(p) + (1 - target) * math.log(1 - p))
+
+
+def test_balanced_bce_gives_each_class_half_the_weight():
+    logits = torch.randn(B, 17, requires_grad=True)
+    flags = torch.randint(0, 3, (B, 17))
+    loss = visibility_bce_loss(logits, flags, balanced=True)
+    values = logits.detach()
+    vis = [_bce_one(float(values[b, k]), 1.0) for b in range(B) for k in range(17) if flags[b, k] == 2]
+    occ = [_bce_one(float(values[b, k]), 0.0) for b in range(B) for k in range(17) if flags[b, k] != 2]
+    assert abs(loss.item() - (0.5 * sum(vis) / len(vis) + 0.5 * sum(occ) / len(occ))) < 1e-5
+    assert torch.equal(VisibilityBCELoss(balanced=True)(logits, flags), loss)
+    loss.backward()
+    assert torch.isfinite(logits.grad).all()
+    # one class only: the plain mean over that class
+    all_visible = torch.full((B, 17), 2)
+    assert (
+        abs(
+            visibility_bce_loss(logits, all_visible, balanced=True).item()
+            - oracle_bce(logits.detach(), all_visible)
+        )
+        < 1e-5
+    )
+
+
+def test_focal_matches_loop_definition():
+    logits = torch.randn(B, 17, requires_grad=True)
+    flags = torch.randint(0, 3, (B, 17))
+    for gamma, alpha in ((2.0, 0.25), (0.5, None), (0.0, 0.7)):
+        loss = visibility_focal_loss(logits, flags, gamma=gamma, alpha=alpha)
+        total = 0.0
+        values = logits.detach()
+        for b in range(B):
+            for k in range(17):
+                t = 1.0 if flags[b, k] == 2 else 0.0
+                p = 1 / (1 + math.exp(-float(values[b, k])))
+                p_t = p if t else 1 - p
+                a_t = 1.0 if alpha is None else (alpha if t else 1 - alpha)
+                total += a_t * (1 - p_t) ** gamma * _bce_one(float(values[b, k]), t)
+        assert abs(loss.item() - total / (B * 17)) < 1e-5
+        assert torch.equal(VisibilityFocalLoss(gamma, alpha)(logits, flags), loss)
+    assert torch.equal(
+        visibility_focal_loss(logits, flags, gamma=0.0, alpha=None), visibility_bce_loss(logits, flags)
+    )
+    with pytest.raises(ValueError, match="gamma"):
+        VisibilityFocalLoss(gamma=-1.0)
+    with pytest.raises(ValueError, match="alpha"):
+        VisibilityFocalLoss(alpha=1.5)
+    with pytest.raises(TypeError, match="balanced"):
+        VisibilityBCELoss(balanced=1)  # type: ignore[arg-type]
+
+
 def test_ce_matches_authors_definition():
     logits = torch.randn(B, 17, requires_grad=True)
     flags = torch.randint(0, 3, (B, 17))
@@ -229,6 +285,8 @@ def all_losses(batch, k=K, weights=None, requires_grad=True):
             heatmap_mse_loss(hm, torch.rand(batch, k, HF, WF), w),
             visibility_bce_loss(vis, flags),
             visibility_ce_loss(vis, flags),
+            visibility_bce_loss(vis, flags, balanced=True),
+            visibility_focal_loss(vis, flags),
         ),
         (x, y, hm, vis),
     )

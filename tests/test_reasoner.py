@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from tests.helpers import assert_close
+from visattn.metrics.visibility import calibrate_visibility_threshold
 from visattn.reasoner import ReasonerBlock, ReasonerOutput, VisibilityMaskedReasoner
 
 # ----------------------------------------------------------------------------------------------------------
@@ -447,3 +448,90 @@ def test_compile_fullgraph_matches_eager() -> None:
     assert_close(got.tokens, expected.tokens)
     assert_close(got.vis_logits, expected.vis_logits)
     assert torch.equal(got.visible, expected.visible)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# visibility-predictor options: soft masks, the threshold buffer, backbone evidence, detaching
+
+
+def _oracle_with_mask(r: VisibilityMaskedReasoner, tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """The reasoner's data flow for a given feature mask (features masking only)."""
+    x = torch.relu((tokens * mask[..., None]) @ r.embed.weight.T + r.embed.bias)
+    for block in r.blocks:
+        x = _oracle_block(block, x, torch.zeros(mask.shape))  # type: ignore[arg-type]
+    if isinstance(r.norm, nn.LayerNorm):
+        x = _layer_norm(x, r.norm)
+    return x @ r.proj.weight.T + r.proj.bias + tokens
+
+
+def test_soft_mask_follows_the_probability() -> None:
+    r = _small(mask_source="predicted", mask_mode="soft", occluded_scale=0.1)
+    _randomise(r)
+    tokens = torch.randn(3, 5, 12)
+    out = r(tokens)
+    prob = 1.0 / (1.0 + torch.exp(-_oracle_logits(r, tokens)))
+    expected_mask = (0.1 + 0.9 * prob).float()
+    assert_close(out.mask, expected_mask)
+    assert_close(out.tokens, _oracle_with_mask(r, tokens, expected_mask))
+    assert torch.equal(out.visible, _oracle_visible(r, tokens))  # the thresholded decision is still reported
+
+
+def test_soft_mask_keeps_ground_truth_rows_hard_in_mixed_training() -> None:
+    r = _small(mask_source="mixed", mask_mode="soft", gt_prob=1.0).train()
+    flags = torch.randint(0, 3, (4, 5))
+    out = r(torch.randn(4, 5, 12), flags)
+    assert_close(out.mask, torch.where(flags == 2, 1.0, r.occluded_scale))
+    r.gt_prob = 0.0
+    out = r(torch.randn(4, 5, 12), flags)
+    assert_close(out.mask, r.occluded_scale + (1 - r.occluded_scale) * torch.sigmoid(out.vis_logits))
+
+
+def test_threshold_buffer_round_trips_and_calibrates() -> None:
+    r = _small(threshold=0.3)
+    state = r.state_dict()
+    assert state["vis_threshold"].dtype == torch.float32
+    assert state["vis_threshold"].item() == pytest.approx(0.3)
+    other = _small()
+    other.load_state_dict(state)
+    assert other.threshold == pytest.approx(0.3)
+    tokens = torch.randn(6, 5, 12)
+    assert torch.equal(other(tokens).visible, _oracle_visible(other, tokens))
+    other.set_threshold(0.7)
+    assert other.vis_threshold.item() == pytest.approx(0.7)
+    assert torch.equal(other(tokens).visible, _oracle_visible(other, tokens))
+    logits, flags = torch.randn(40, 5), torch.randint(0, 3, (40, 5))
+    chosen = other.calibrate_threshold(logits, flags)
+    assert chosen == pytest.approx(calibrate_visibility_threshold(logits, flags))
+    assert other.threshold == pytest.approx(chosen, abs=1e-6)
+    for bad in (0.0, 1.0, 1.5):
+        with pytest.raises(ValueError, match="threshold"):
+            other.set_threshold(bad)
+
+
+def test_visnet_sees_backbone_features_when_asked() -> None:
+    r = _small(feature_channels=4)
+    tokens, features = torch.randn(2, 5, 12), torch.randn(2, 4, 3, 4)
+    out = r(tokens, features=features)
+    assert_close(out.vis_logits, r.visnet(tokens, features))
+    assert r.feature_channels == 4
+    with pytest.raises(ValueError, match="features"):
+        r(tokens)
+
+
+@pytest.mark.parametrize("detach", [True, False])
+def test_detach_visnet_decides_whether_the_visibility_loss_reaches_the_tokens(detach: bool) -> None:
+    r = _small(feature_channels=4, detach_visnet=detach)
+    tokens = torch.randn(2, 5, 12, requires_grad=True)
+    features = torch.randn(2, 4, 3, 4, requires_grad=True)
+    r(tokens, features=features).vis_logits.sum().backward()
+    for grad in (tokens.grad, features.grad):
+        assert (grad is None or not grad.any()) if detach else (grad is not None and grad.abs().sum() > 0)
+
+
+def test_bad_predictor_options() -> None:
+    with pytest.raises(ValueError, match="mask_mode"):
+        _small(mask_mode="fuzzy")
+    with pytest.raises(TypeError, match="detach_visnet"):
+        _small(detach_visnet=1)
+    with pytest.raises(ValueError, match="feature_channels"):
+        _small(feature_channels=-2)

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import pytest
 import torch
 
-from visattn.visibility import flags_to_visible, predicted_visible, visibility_mask
+from visattn.visibility import (
+    flags_to_visible,
+    predicted_visible,
+    select_visible,
+    soft_visibility_mask,
+    teacher_forcing_prob,
+    visibility_mask,
+)
 
 
 @pytest.mark.parametrize("dtype", [torch.int64, torch.uint8, torch.float32])
@@ -90,3 +98,81 @@ def test_bad_input() -> None:
         predicted_visible(torch.zeros(1, 2, dtype=torch.long))
     with pytest.raises(ValueError, match=r"vis_logits must be \(B, K\)"):
         predicted_visible(torch.zeros(1, 2, 3))
+
+
+def test_select_visible_per_source() -> None:
+    predicted = torch.rand(6, 5) > 0.5
+    truth = torch.rand(6, 5) > 0.5
+    for training in (True, False):
+        used, from_gt = select_visible("none", predicted, truth, training=training)
+        assert used.all()
+        assert not from_gt.any()
+        used, from_gt = select_visible("predicted", predicted, None, training=training)
+        assert torch.equal(used, predicted)
+        assert not from_gt.any()
+        used, from_gt = select_visible("ground_truth", predicted, truth, training=training)
+        assert torch.equal(used, truth)
+        assert from_gt.all()
+    used, _ = select_visible(
+        "mixed", predicted, None, training=False
+    )  # eval: the prediction, no truth needed
+    assert torch.equal(used, predicted)
+    for source in ("ground_truth", "mixed"):
+        with pytest.raises(ValueError, match="visible"):
+            select_visible(source, predicted, None, training=True)
+
+
+def test_mixed_draws_one_coin_per_sample() -> None:
+    """Each sample takes all of its keypoints from one source, and samples differ from each other."""
+    batch, kp = 4000, 6
+    predicted = torch.zeros(batch, kp, dtype=torch.bool)  # prediction: all occluded
+    truth = torch.ones(batch, kp, dtype=torch.bool)  # truth: all visible
+    gen = torch.Generator().manual_seed(0)
+    used, from_gt = select_visible("mixed", predicted, truth, training=True, gt_prob=0.3, generator=gen)
+    for b in range(batch):
+        row = used[b].tolist()
+        assert row in ([True] * kp, [False] * kp)  # never a mix inside one sample
+        assert row[0] == bool(from_gt[b, 0])
+    share = from_gt.float().mean().item()
+    assert abs(share - 0.3) < 4 * math.sqrt(0.3 * 0.7 / batch)  # per-sample Bernoulli(0.3)
+    _, again = select_visible(
+        "mixed", predicted, truth, training=True, gt_prob=0.3, generator=torch.Generator().manual_seed(0)
+    )
+    assert torch.equal(again, from_gt)
+
+
+def test_soft_mask_matches_formula_loop() -> None:
+    prob = torch.rand(3, 4)
+    mask = soft_visibility_mask(prob, 0.05)
+    for b in range(3):
+        for k in range(4):
+            assert mask[b, k].item() == pytest.approx(0.05 + 0.95 * prob[b, k].item(), abs=1e-6)
+    assert soft_visibility_mask(torch.ones(1, 2)).tolist() == [[1.0, 1.0]]
+    assert soft_visibility_mask(torch.zeros(1, 1), 0.2, dtype=torch.float64).dtype == torch.float64
+    with pytest.raises(ValueError, match="occluded_scale"):
+        soft_visibility_mask(prob, 0.0)
+    with pytest.raises(ValueError, match="vis_prob"):
+        soft_visibility_mask(torch.rand(3), 0.1)
+
+
+def test_teacher_forcing_schedule() -> None:
+    total = 200
+    values = [teacher_forcing_prob(s, total) for s in range(total)]
+    assert values[0] == 1.0
+    assert all(a >= b for a, b in itertools.pairwise(values))  # never rises
+    assert values[150] == 0.0
+    assert values[-1] == 0.0
+    assert teacher_forcing_prob(50, total) == pytest.approx(1 - 50 / 150)
+    assert teacher_forcing_prob(0, total, start=0.5, until=1.0) == 0.5
+    with pytest.raises(ValueError, match="step"):
+        teacher_forcing_prob(-1, total)
+    with pytest.raises(ValueError, match="until"):
+        teacher_forcing_prob(0, total, until=0.0)
+
+
+def test_predicted_visible_with_a_tensor_threshold() -> None:
+    logits = torch.randn(4, 6)
+    for value in (0.2, 0.5, 0.8):
+        assert torch.equal(predicted_visible(logits, torch.tensor(value)), predicted_visible(logits, value))
+    with pytest.raises(ValueError, match="threshold"):
+        predicted_visible(logits, torch.tensor([0.5, 0.5]))

@@ -9,13 +9,19 @@ from visattn.metrics.coco import COCO_STAT_NAMES, SUBSETS, coco_keypoint_ap, key
 from visattn.metrics.crowdpose import CROWDPOSE_STAT_NAMES, crowdpose_ap, xtcocotools_available
 from visattn.metrics.evaluator import PoseEvaluator, instance_scores, oks_nms
 from visattn.metrics.pck import pck, pck_by_subset, pck_counts
-from visattn.metrics.visibility import visibility_confusion, visibility_metrics
+from visattn.metrics.visibility import (
+    calibrate_visibility_threshold,
+    visibility_confusion,
+    visibility_metrics,
+    visibility_ranking_metrics,
+)
 
 __all__ = [
     "COCO_STAT_NAMES",
     "CROWDPOSE_STAT_NAMES",
     "SUBSETS",
     "PoseEvaluator",
+    "calibrate_visibility_threshold",
     "coco_keypoint_ap",
     "crowdpose_ap",
     "instance_scores",
@@ -26,5 +32,6 @@ __all__ = [
     "pck_counts",
     "visibility_confusion",
     "visibility_metrics",
+    "visibility_ranking_metrics",
     "xtcocotools_available",
 ]
