@@ -1,29 +1,39 @@
-"""Demo: does the visattn layer help on occluded poses? Trains both variants on CPU in minutes.
+"""Demo: does the visattn layer help on occluded poses? Trains three variants on CPU in minutes.
 
 Usage::
 
-    make demo                       # = python examples/demo.py
-    python examples/demo.py --seeds 0 1          # two seeds (about twice the time)
+    make demo                                    # = python examples/demo.py
+    python examples/demo.py --seeds 0 1 2        # three seeds (three times the time)
     python examples/demo.py --quick              # CI-sized smoke run (tens of seconds)
 
-What it does, with no download and no GPU:
+What it does, with no download and no GPU (the engine is ``examples/ablation.py``, the benchmark
+``benchmarks/bench_ablation.py`` runs every variant):
 
-1. generates a synthetic COCO-format set of occluded stick figures (``visattn.data.make_synthetic_coco``:
-   6,000 train / 600 val images of 320x240, about a quarter of the labelled keypoints occluded);
-2. crops every ground-truth person box once to 64x48 with ``visattn.data.TopDownCocoDataset`` and keeps
-   the crops in RAM as uint8 (CPU time goes to training, not JPEG decoding);
+1. generates the synthetic occluded-pose set (``visattn.data.make_synthetic_coco``: 6,000 train /
+   600 val / 300 calibration images of 320x240, about 23% of the labelled keypoints occluded by
+   objects, other people or the person's own body);
+2. crops every person box once to 64x48 with ``visattn.data.TopDownCocoDataset`` and keeps the crops in
+   RAM as uint8;
 3. trains the small SimCC network (7 conv-BN-ReLU to stride 8, one deconv to stride 4: 16x12 keypoint
-   maps, D = 192) twice with the same seed, data order and budget: plain SimCC, and SimCC + the visattn
-   layer (VisNet + visibility masking + a 2-block reasoner, embed 256) trained with
-   ``L = L_pose + L_vis``; Adam with a one-cycle schedule (peak lr 2e-3), batch 64;
-4. evaluates both with ``visattn.metrics.PoseEvaluator`` (COCO AP overall / visible-only / occluded-only
-   keypoints, visibility accuracy) and prints the comparison table;
-5. writes ``demo_out/poses.png`` and ``demo_out/attention.png``.
+   maps, D = 192, 64 channels) three times with the same seed, data order and budget (1,100 steps x
+   batch 64, Adam one-cycle with peak lr 2e-3):
+
+   * ``plain``: SimCC without the layer;
+   * ``visattn``: SimCC + the visattn layer as ``SimCCAdapter`` builds it by default (VisNet sees the
+     backbone features at each keypoint and the other keypoints, trained with class-balanced BCE; its
+     threshold calibrated on the calibration split after training; 2-block reasoner, embed 256);
+   * ``oracle``: the same layer masked with the ground-truth flags in training and evaluation, the
+     ceiling a perfect visibility predictor would reach;
+
+4. evaluates them with ``visattn.metrics.PoseEvaluator`` (COCO AP overall / visible-only /
+   occluded-only keypoints) and ``visattn.metrics.visibility_ranking_metrics`` and prints the table and
+   what it says;
+5. writes ``demo_out/metrics.json``, ``demo_out/poses.png`` and ``demo_out/attention.png``.
 
 The synthetic figures tell left from right by colour, so mirroring changes the label of a limb: the
-demo uses neither flip augmentation nor the flip test (both on in ``train.py`` for real data).
-Numbers are whatever this run measures; the seed-to-seed spread is about 0.005 AP, so compare
-differences against it (``--seeds 0 1``).
+demo uses neither flip augmentation nor the flip test (both on in ``train.py`` for real data). The
+numbers are whatever this run measures; with one seed, compare differences with the seed-to-seed
+spread that ``benchmarks/bench_ablation.py`` measures (docs: "Does it help?").
 """
 
 from __future__ import annotations
@@ -33,143 +43,67 @@ import json
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from torch import nn
-from torch.utils.data import DataLoader
 
-from engine import OneLineArgumentParser, format_table, json_default, person_boxes, run_cli
-from models import ModelConfig, build_model
+from ablation import INPUT_SIZE, VARIANTS, Budget, mean_std, prepare_data, run_variant
+from engine import OneLineArgumentParser, json_default, run_cli
 from visattn import COCO_KEYPOINTS
 from visattn.codecs import SimCCCodec
-from visattn.data import TopDownCocoDataset, crop_to_image, make_synthetic_coco
-from visattn.losses import SimCCKLLoss, VisibilityAwareLoss
-from visattn.metrics import PoseEvaluator
 
-INPUT_SIZE = (64, 48)
-MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
-STD = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
-META_KEYS = ("center", "scale", "rotation", "image_id", "ann_id", "bbox_score", "area")
-
-
-@dataclass
-class Crops:
-    """Every instance of a split cropped once: uint8 images and float targets, all in RAM."""
-
-    images: torch.Tensor  # (N, 3, H, W) uint8
-    keypoints: torch.Tensor  # (N, K, 2) crop px
-    flags: torch.Tensor  # (N, K) COCO flags 0/1/2
-    meta: dict[str, torch.Tensor]
-
-    def __len__(self) -> int:
-        return self.images.shape[0]
-
-    def normalised(self, index: torch.Tensor) -> torch.Tensor:
-        """Float ImageNet-normalised images ``(B, 3, H, W)`` of the given rows."""
-        return (self.images[index].float() / 255 - MEAN) / STD
+#: The three rows of the demo: (label, benchmark variant).
+ROWS = (("plain", "plain"), ("visattn", "best"), ("oracle", "ground_truth"))
+_COLUMNS = (
+    ("AP", "AP"),
+    ("AP vis", "AP_visible"),
+    ("AP occ", "AP_occluded"),
+    ("vis acc", "vis_accuracy"),
+    ("bal acc", "vis_balanced_accuracy"),
+    ("AUC", "vis_roc_auc"),
+    ("occ recall", "vis_occluded_recall"),
+    ("occ prec", "vis_occluded_precision"),
+    ("majority", "vis_majority_accuracy"),
+)
 
 
-def crop_split(ann: Path, image_dir: Path, workers: int) -> Crops:
-    """Run the library's dataset once (no augmentation) and keep uint8 crops."""
-    dataset = TopDownCocoDataset(ann, image_dir, input_size=INPUT_SIZE, train=False)
-    loader = DataLoader(dataset, batch_size=256, num_workers=workers)
-    images, keypoints, flags, meta = [], [], [], {k: [] for k in META_KEYS}
-    for batch in loader:
-        pixels = (batch["image"] * STD + MEAN).clamp(0, 1) * 255
-        images.append(pixels.round().to(torch.uint8))
-        keypoints.append(batch["keypoints"].float())
-        flags.append(batch["flags"])
-        for key in META_KEYS:
-            meta[key].append(batch[key])
-    return Crops(
-        torch.cat(images), torch.cat(keypoints), torch.cat(flags), {k: torch.cat(v) for k, v in meta.items()}
-    )
+def _table(results: dict[str, dict[str, float]]) -> str:
+    width = max(len(label) for label in results) + 2
+    head = "variant".ljust(width) + "".join(f"{name:>11}" for name, _ in _COLUMNS)
+    lines = [head, "-" * len(head)]
+    for label, metrics in results.items():
+        cells = "".join(f"{100 * metrics[key]:11.1f}" if key in metrics else f"{'-':>11}" for _, key in _COLUMNS)
+        lines.append(label.ljust(width) + cells)
+    return "\n".join(lines)
 
 
-def demo_model(reasoner: bool) -> nn.Module:
-    """The small SimCC network, with or without the visattn layer."""
-    config = ModelConfig(
-        arch="tiny",
-        head="simcc",
-        reasoner=reasoner,
-        input_size=INPUT_SIZE,
-        reasoner_kwargs={"embed_dim": 256, "depth": 2} if reasoner else {},
-    )
-    return build_model(config)
-
-
-def train(
-    model: nn.Module, data: Crops, codec: SimCCCodec, *, steps: int, batch: int, lr: float, seed: int
-) -> float:
-    """Adam + one-cycle for ``steps`` steps; returns the wall time in seconds."""
-    criterion = VisibilityAwareLoss(SimCCKLLoss(), vis_weight=1.0)
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=steps)
-    generator = torch.Generator().manual_seed(seed)  # same data order for both variants
-    per_epoch = len(data) // batch
-    order = torch.randperm(len(data), generator=generator)
-    model.train()
-    start = time.perf_counter()
-    for step in range(steps):
-        if step % per_epoch == 0 and step:
-            order = torch.randperm(len(data), generator=generator)
-        index = order[(step % per_epoch) * batch : (step % per_epoch + 1) * batch]
-        flags = data.flags[index]
-        targets = codec.encode(data.keypoints[index], flags)
-        out = model(data.normalised(index), flags)
-        losses = criterion(
-            (out.x_logits, out.y_logits),
-            (targets.x_labels, targets.y_labels),
-            targets.weights,
-            flags,
-            out.vis_logits,
+def _reading(results: dict[str, dict[str, float]], seeds: Sequence[int]) -> list[str]:
+    """What the table says, in words, from the numbers of this run."""
+    out = []
+    for seed in seeds:
+        plain, layer, oracle = (results[f"{label} (seed {seed})"] for label, _ in ROWS)
+        gain = layer["AP"] - plain["AP"]
+        ceiling = oracle["AP"] - plain["AP"]
+        share = f"{100 * gain / ceiling:.0f}%" if ceiling > 0 else "n/a (the oracle does not beat plain)"
+        out.append(
+            f"seed {seed}: the layer changes AP by {100 * gain:+.1f} (AP occluded "
+            f"{100 * (layer['AP_occluded'] - plain['AP_occluded']):+.1f}) over plain SimCC; a perfect visibility "
+            f"mask gives {100 * ceiling:+.1f}, so the predicted mask reaches {share} of that. VisNet ranks "
+            f"occluded below visible keypoints with ROC AUC {layer['vis_roc_auc']:.2f} and finds "
+            f"{100 * layer['vis_occluded_recall']:.0f}% of the occluded ones at "
+            f"{100 * layer['vis_occluded_precision']:.0f}% precision (answering 'visible' everywhere would "
+            f"score {100 * layer['vis_majority_accuracy']:.0f}% accuracy)."
         )
-        optimizer.zero_grad(set_to_none=True)
-        losses.total.backward()
-        optimizer.step()
-        schedule.step()
-        if step % 100 == 0 or step == steps - 1:
-            print(
-                f"    step {step + 1:5d}/{steps}  loss {losses.total.item():.4f}  "
-                f"(pose {losses.pose.item():.4f}, vis {losses.vis.item():.4f})",
-                flush=True,
-            )
-    return time.perf_counter() - start
-
-
-@torch.no_grad()
-def evaluate(model: nn.Module, data: Crops, codec: SimCCCodec, evaluator: PoseEvaluator) -> dict[str, float]:
-    """Predict every val crop (no flip test, see the module docstring) and compute the metrics."""
-    model.eval()
-    evaluator.reset()
-    for chunk in torch.arange(len(data)).split(256):
-        out = model(data.normalised(chunk))
-        keypoints, scores = codec.decode(out.x_logits, out.y_logits)
-        meta = data.meta
-        image_kp = crop_to_image(
-            keypoints, meta["center"][chunk], meta["scale"][chunk], meta["rotation"][chunk], INPUT_SIZE
+    if len(seeds) > 1:
+        diffs = [results[f"visattn (seed {s})"]["AP"] - results[f"plain (seed {s})"]["AP"] for s in seeds]
+        mean, std = mean_std(diffs)
+        out.append(f"over seeds {list(seeds)}: layer - plain = {100 * mean:+.1f} ± {100 * std:.1f} AP (paired).")
+    else:
+        out.append(
+            "one seed: a difference is real only well above the seed-to-seed spread (about 0.5-1 AP here; "
+            "run --seeds 0 1 2, or benchmarks/bench_ablation.py for every variant with paired differences)."
         )
-        gt = crop_to_image(
-            data.keypoints[chunk],
-            meta["center"][chunk],
-            meta["scale"][chunk],
-            meta["rotation"][chunk],
-            INPUT_SIZE,
-        )
-        evaluator.update(
-            meta["image_id"][chunk], image_kp, scores, bbox_scores=meta["bbox_score"][chunk],
-            areas=meta["area"][chunk], instance_ids=meta["ann_id"][chunk],
-            boxes=person_boxes(meta_of(meta, chunk)),
-            vis_logits=out.vis_logits, flags=data.flags[chunk], gt_keypoints=gt,
-        )  # fmt: skip
-    return evaluator.compute()
-
-
-def meta_of(meta: dict[str, torch.Tensor], rows: torch.Tensor) -> dict[str, torch.Tensor]:
-    """The meta tensors of some rows."""
-    return {k: v[rows] for k, v in meta.items()}
+    return out
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -177,87 +111,77 @@ def build_parser() -> argparse.ArgumentParser:
         prog="demo.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     p.add_argument("--output", default="demo_out", help="folder for the data, metrics and figures")
-    p.add_argument(
-        "--seeds", type=int, nargs="+", default=[0], help="training seeds (each trains both variants)"
-    )
-    p.add_argument("--steps", type=int, default=1100, help="training steps per variant")
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--lr", type=float, default=2e-3, help="one-cycle peak learning rate")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0], help="training seeds (each trains every row)")
+    p.add_argument("--steps", type=int, default=Budget.steps, help="training steps per variant")
+    p.add_argument("--batch-size", type=int, default=Budget.batch_size)
+    p.add_argument("--lr", type=float, default=Budget.lr, help="one-cycle peak learning rate")
     p.add_argument("--train-images", type=int, default=6000)
     p.add_argument("--val-images", type=int, default=600)
+    p.add_argument("--calib-images", type=int, default=300)
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch default)")
-    p.add_argument("--quick", action="store_true", help="smoke run: 96/32 images, 30 steps")
+    p.add_argument("--quick", action="store_true", help="smoke run: 96/32/32 images, 30 steps")
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     if args.quick:
-        args.train_images, args.val_images, args.steps, args.batch_size = 96, 32, 30, 32
+        args.train_images, args.val_images, args.calib_images, args.steps, args.batch_size = 96, 32, 32, 30, 32
+    for name in ("steps", "batch_size", "train_images", "val_images", "calib_images"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
     if args.threads:
         torch.set_num_threads(args.threads)
     t_start = time.perf_counter()
     out = Path(args.output)
+    budget = Budget(steps=args.steps, batch_size=args.batch_size, lr=args.lr)
     print(
-        f"visattn demo: {args.train_images} train / {args.val_images} val synthetic images, "
-        f"crops {INPUT_SIZE}, "
-        f"{args.steps} steps x batch {args.batch_size} per variant, seeds {args.seeds}, "
-        f"{torch.get_num_threads()} threads"
+        f"visattn demo: {args.train_images} train / {args.val_images} val / {args.calib_images} calibration "
+        f"synthetic images, crops {INPUT_SIZE}, {budget.steps} steps x batch {budget.batch_size} per variant, "
+        f"seeds {args.seeds}, {torch.get_num_threads()} threads, CPU {torch.backends.cpu.get_cpu_capability()}"
     )
-    data_dir = out / f"data_{args.train_images}_{args.val_images}"
     t0 = time.perf_counter()
-    train_ann = make_synthetic_coco(data_dir / "train", args.train_images, seed=1, num_workers=2)
-    val_ann = make_synthetic_coco(data_dir / "val", args.val_images, seed=2, split_name="val", num_workers=2)
-    print(f"[1/4] generated data in {data_dir} ({time.perf_counter() - t0:.0f} s)")
-    t0 = time.perf_counter()
-    train_set = crop_split(train_ann, data_dir / "train" / "images", workers=2)
-    val_set = crop_split(val_ann, data_dir / "val" / "images", workers=2)
-    occluded = (train_set.flags == 1).sum() / (train_set.flags > 0).sum()
+    data = prepare_data(
+        out / "data", train_images=args.train_images, val_images=args.val_images, calib_images=args.calib_images
+    )
+    stats = data.stats["train"]
     print(
-        f"[2/4] cropped {len(train_set)} train / {len(val_set)} val instances to uint8 in RAM "
-        f"({time.perf_counter() - t0:.0f} s; {100 * occluded:.0f}% of labelled train keypoints occluded)"
+        f"[1/3] data ready in {time.perf_counter() - t0:.0f} s: {len(data.train)} train / {len(data.val)} val "
+        f"instances; {100 * stats['occluded_share']:.0f}% of labelled train keypoints occluded (objects "
+        f"{100 * stats['object_share']:.0f}%, other people {100 * stats['person_share']:.0f}%, self "
+        f"{100 * stats['self_share']:.0f}%)"
     )
-    codec = SimCCCodec(INPUT_SIZE, split_ratio=2.0, sigma=2.0)
-    evaluator = PoseEvaluator(val_ann, keypoint_info="coco")
     results: dict[str, dict[str, float]] = {}
-    models: dict[str, nn.Module] = {}
+    shown = None
     for seed in args.seeds:
-        for name, reasoner in (("SimCC", False), ("SimCC + visattn", True)):
-            label = f"{name} (seed {seed})"
-            torch.manual_seed(seed)
-            model = demo_model(reasoner)
-            print(f"[3/4] training {label}: {sum(p.numel() for p in model.parameters()) / 1e3:.0f}k params")
-            seconds = train(
-                model, train_set, codec, steps=args.steps, batch=args.batch_size, lr=args.lr, seed=seed
-            )
-            metrics = evaluate(model, val_set, codec, evaluator)
-            metrics["train_seconds"] = seconds
-            metrics["steps_per_s"] = args.steps / seconds
-            results[label] = metrics
-            models[name] = model
-            print(
-                f"      {label}: AP {metrics['AP']:.3f} in {seconds:.0f} s "
-                f"({args.steps / seconds:.1f} steps/s)"
-            )
-    print("[4/4] results (COCO keypoint AP on the synthetic val set, percent)\n")
-    print(format_table(results))
-    if len(args.seeds) > 1:
-        for name in ("SimCC", "SimCC + visattn"):
-            aps = torch.tensor([results[f"{name} (seed {s})"]["AP"] for s in args.seeds])
-            print(f"{name}: mean AP {100 * aps.mean():.1f} +- {100 * aps.std():.1f} over seeds {args.seeds}")
+        for label, name in ROWS:
+            variant = VARIANTS[name]
+            print(f"[2/3] training {label} (seed {seed}): {variant.name} variant", flush=True)
+            model, rows = run_variant(variant, seed, data, budget, log_every=max(1, budget.steps // 5))
+            final = rows.get(f"{name}+calibrated", rows[name])  # the calibrated threshold when there is one
+            results[f"{label} (seed {seed})"] = final
+            print(f"      {label}: AP {100 * final['AP']:.1f} in {final['train_seconds']:.0f} s", flush=True)
+            if label == "visattn" and shown is None:
+                shown = model
+    print("[3/3] results on the synthetic val set (COCO keypoint AP and VisNet metrics over labelled keypoints, %)\n")
+    print(_table(results))
+    print()
+    for line in _reading(results, args.seeds):
+        print(line)
     (out / "metrics.json").write_text(json.dumps(results, indent=2, default=json_default))
     from visualize import save_figures
 
-    show = torch.arange(min(8, len(val_set)))
+    assert shown is not None
+    show = torch.arange(min(8, len(data.val)))
     batch = {
-        "image": val_set.normalised(show),
-        "flags": val_set.flags[show],
-        "image_id": val_set.meta["image_id"][show],
+        "image": data.val.normalised(data.val.images[show]),
+        "flags": data.val.flags[show],
+        "image_id": data.val.meta["image_id"][show],
     }
-    paths = save_figures(
-        models["SimCC + visattn"], batch, codec, COCO_KEYPOINTS, out, label="SimCC + visattn"
-    )
-    print(f"\nbudget: {args.steps} steps x batch {args.batch_size} per variant, seeds {args.seeds}")
+    codec = SimCCCodec(INPUT_SIZE, split_ratio=2.0, sigma=2.0)
+    paths = save_figures(shown, batch, codec, COCO_KEYPOINTS, out, label="SimCC + visattn")
+    print(f"\nbudget: {budget.steps} steps x batch {budget.batch_size} per variant, seeds {args.seeds}")
     print(f"wrote {out / 'metrics.json'}, {', '.join(str(p) for p in paths)}")
     print(f"total wall time {time.perf_counter() - t_start:.0f} s")
     return 0

@@ -118,14 +118,9 @@ def plot_attention(
 @torch.no_grad()
 def reasoner_attention(model: nn.Module, images: torch.Tensor, flags: torch.Tensor | None):  # type: ignore[no-untyped-def]
     """The reasoner's output with ``return_attn=True`` for a batch, or None without a reasoner."""
-    reasoner = getattr(model, "reasoner", None)
-    if reasoner is None:
+    if getattr(model, "reasoner", None) is None:
         return None
-    if hasattr(model, "forward_features"):
-        tokens = model.forward_features(images)  # (B, K, D)
-    else:  # HeatmapAdapter: the pose model's heatmaps are the tokens
-        tokens = model.pose_model(images).flatten(2)  # (B, K, D)
-    return reasoner(tokens, flags, return_attn=True)
+    return model.reason(images, flags, return_attn=True)  # type: ignore[operator]
 
 
 def save_figures(

@@ -447,3 +447,22 @@ def test_feature_channels_must_fit_the_adapter() -> None:
     rich = VisibilityMaskedReasoner(48, 17, embed_dim=16, feature_channels=4)
     with pytest.raises(ValueError, match="heatmap model returns heatmaps only"):
         HeatmapAdapter(pose_model, 17, heatmap_size=(8, 6), reasoner=rich)
+
+
+def test_reason_returns_the_reasoner_output_of_forward() -> None:
+    model = _simcc().eval()
+    images, flags = torch.randn(2, 3, *INPUT), torch.randint(0, 3, (2, 5))
+    with torch.no_grad():
+        out = model(images, flags)
+        reasoned = model.reason(images, flags, return_attn=True)
+    assert_close(reasoned.vis_logits, out.vis_logits)
+    assert reasoned.attn is not None
+    assert len(reasoned.attn) == 1
+    assert_close(model.head(reasoned.tokens)[0], out.x_logits)
+    heatmap = HeatmapAdapter(nn.Conv2d(3, 17, 3, stride=4, padding=1), 17, heatmap_size=(8, 6),
+                             reasoner_kwargs={"embed_dim": 16, "depth": 1})  # fmt: skip
+    hm_out = heatmap(torch.randn(2, 3, 32, 24))
+    assert heatmap.reason(torch.randn(2, 3, 32, 24)).tokens.shape == (2, 17, 48)
+    assert hm_out.heatmaps.shape == (2, 17, 8, 6)
+    with pytest.raises(ValueError, match="reasoner=False"):
+        _simcc(reasoner=False).reason(images)

@@ -30,7 +30,7 @@ from torch import nn
 
 from visattn._checks import check_flags, check_positive_int, check_size_pair, check_tensor
 from visattn.heads import SimCCHead
-from visattn.reasoner import VisibilityMaskedReasoner
+from visattn.reasoner import ReasonerOutput, VisibilityMaskedReasoner
 
 __all__ = ["HeatmapAdapter", "HeatmapOutput", "SimCCAdapter", "SimCCOutput", "select_feature_map"]
 
@@ -316,6 +316,29 @@ class SimCCAdapter(nn.Module):
         maps: torch.Tensor = self.final_layer(feature)  # (B, K, Hf, Wf)
         return feature, maps.flatten(2)  # (B, C, Hf, Wf), (B, K, D)
 
+    def reason(
+        self, images: torch.Tensor, visible: torch.Tensor | None = None, *, return_attn: bool = False
+    ) -> ReasonerOutput:
+        """The reasoner's whole output for a batch (refined tokens, visibility, mask, attention maps).
+
+        Args:
+            images: ``(B, 3, H, W)`` crops of exactly ``input_size``.
+            visible: optional ``(B, K)`` COCO flags 0/1/2 (visible iff ``v == 2``) or bools.
+            return_attn: also return every block's attention maps ``(B, Hh, K, K)``.
+
+        Returns:
+            :class:`~visattn.reasoner.ReasonerOutput`.
+
+        Raises:
+            ValueError: the adapter has no reasoner.
+        """
+        if self.reasoner is None:
+            raise ValueError("reason() needs a reasoner; this SimCCAdapter was built with reasoner=False")
+        feature, tokens = self._features_and_tokens(images)
+        features = feature if self.reasoner.feature_channels else None
+        out: ReasonerOutput = self.reasoner(tokens, visible, features=features, return_attn=return_attn)
+        return out
+
     def forward(self, images: torch.Tensor, visible: torch.Tensor | None = None) -> SimCCOutput:
         """Predict SimCC logits (and visibility with a reasoner).
 
@@ -389,6 +412,33 @@ class HeatmapAdapter(nn.Module):
         factory = _factory_kwargs(pose_model)
         self.reasoner = _build_reasoner(reasoner, reasoner_kwargs, self.token_dim, num_keypoints, factory, 0)
 
+    def reason(
+        self, images: torch.Tensor, visible: torch.Tensor | None = None, *, return_attn: bool = False
+    ) -> ReasonerOutput:
+        """The reasoner's whole output for a batch (see :meth:`SimCCAdapter.reason`); tokens are the
+        flattened heatmaps ``(B, K, Hf * Wf)``.
+
+        Raises:
+            ValueError: the adapter has no reasoner.
+        """
+        if self.reasoner is None:
+            raise ValueError("reason() needs a reasoner; this HeatmapAdapter was built with reasoner=False")
+        heatmaps = self._heatmaps(images)
+        out: ReasonerOutput = self.reasoner(heatmaps.flatten(2), visible, return_attn=return_attn)
+        return out
+
+    def _heatmaps(self, images: torch.Tensor) -> torch.Tensor:
+        """The wrapped model's checked ``(B, K, Hf, Wf)`` heatmaps."""
+        check_tensor("images", images, "B C H W", floating=True, C=3)
+        heatmaps = select_feature_map(self.pose_model(images), "pose_model output")
+        height, width = self.heatmap_size
+        check_tensor("pose_model output", heatmaps, "B K Hf Wf", K=self.num_keypoints, Hf=height, Wf=width)
+        if heatmaps.shape[0] != images.shape[0]:
+            raise ValueError(
+                f"pose_model output must keep the batch size {images.shape[0]}, got {tuple(heatmaps.shape)}"
+            )
+        return heatmaps
+
     def forward(self, images: torch.Tensor, visible: torch.Tensor | None = None) -> HeatmapOutput:
         """Predict (refined) heatmaps and visibility.
 
@@ -401,14 +451,8 @@ class HeatmapAdapter(nn.Module):
             :class:`HeatmapOutput` ``(heatmaps (B, K, Hf, Wf), vis_logits (B, K) | None,
             mask (B, K) | None)``.
         """
-        check_tensor("images", images, "B C H W", floating=True, C=3)
-        heatmaps = select_feature_map(self.pose_model(images), "pose_model output")
+        heatmaps = self._heatmaps(images)
         height, width = self.heatmap_size
-        check_tensor("pose_model output", heatmaps, "B K Hf Wf", K=self.num_keypoints, Hf=height, Wf=width)
-        if heatmaps.shape[0] != images.shape[0]:
-            raise ValueError(
-                f"pose_model output must keep the batch size {images.shape[0]}, got {tuple(heatmaps.shape)}"
-            )
         if self.reasoner is None:
             _check_ignored_visible(visible, heatmaps.shape[0], self.num_keypoints)
             return HeatmapOutput(heatmaps, None, None)
