@@ -31,17 +31,22 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader
 
 from engine import (
+    Bound,
     OneLineArgumentParser,
     ShardSampler,
     add_eval_args,
+    check_numbers,
     evaluate,
     format_table,
     init_distributed,
     json_default,
     run_cli,
     setup_eval,
+    writable_dir,
 )
 from visattn.metrics import PoseEvaluator
+
+BOUNDS = {"batch_size": Bound(int, 1), "workers": Bound(int, 0), "sigma": Bound(float, 0.0, open_low=True)}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -62,7 +67,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    check_numbers(args, BOUNDS)
     info, device = init_distributed(args.device)
+    out = Path(args.output) if args.output else Path(args.checkpoint).with_suffix(".metrics.json")
+    if info.is_main:
+        writable_dir(out.parent, "--output folder")  # before the evaluation, not after it
     setup = setup_eval(args, device, "evaluation", sigma=args.sigma)
     ann, dataset = setup.ann_file, setup.dataset
     loader = DataLoader(
@@ -77,8 +86,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         amp=args.amp, flip_test=args.flip_test, progress=info.is_main,
     )  # fmt: skip
     if info.is_main:
-        out = Path(args.output) if args.output else Path(args.checkpoint).with_suffix(".metrics.json")
-        out.parent.mkdir(parents=True, exist_ok=True)
         payload = {
             "checkpoint": str(args.checkpoint),
             "ann_file": str(ann),
