@@ -18,6 +18,7 @@ import random
 import re
 import sys
 import tempfile
+import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -628,10 +629,12 @@ def read_checkpoint(path: str | Path) -> Any:
     if not path.is_file():
         raise CLIError(f"checkpoint {path} does not exist", "pass the .pt file written by examples/train.py")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch warns about pickle protocols before refusing a file
+            warnings.simplefilter("ignore")
+            return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
-        found = re.search(r"Unsupported (global|operand)[^\n]*", str(err))
-        if "Weights only load failed" not in str(err) and found is None:
+        found = re.search(r"Unsupported global[^\n]*", str(err))
+        if "Weights only load failed" not in str(err) or "Unsupported operand" in str(err):  # not a pickle
             raise CLIError(
                 f"checkpoint {path} cannot be read (UnpicklingError)", "pass an intact .pt file"
             ) from None

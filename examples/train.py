@@ -589,14 +589,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         resume_path = Path(args.resume)
     state = load_checkpoint(resume_path) if resume_path is not None else None
     if state is not None:
-        assert resume_path is not None
-        check_resume(state, resume_path, args)
-        if state["epoch"] >= args.epochs:
-            if info.is_main:
-                print(f"{resume_path} already holds all {args.epochs} epochs: nothing to train")
-            if info.enabled:
-                dist.destroy_process_group()
-            return 0
         saved = ModelConfig.from_dict(state["model_config"]).architecture()
         if saved != config.architecture():
             diff = {k: (saved[k], v) for k, v in config.architecture().items() if saved.get(k) != v}
@@ -605,6 +597,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"(checkpoint vs now: {diff})",
                 "pass the flags/--config of that run, or a new --output without --resume",
             )
+        check_resume(state, resume_path, args)
+        if state["epoch"] >= args.epochs:
+            if info.is_main:
+                print(f"{resume_path} already holds all {args.epochs} epochs: nothing to train")
+            if info.enabled:
+                dist.destroy_process_group()
+            return 0
     if args.sync_bn and device.type != "cuda":
         raise CLIError("--sync-bn needs CUDA (SyncBatchNorm has no CPU kernel)", "use --norm group on CPU")
 
