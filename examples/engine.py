@@ -633,17 +633,16 @@ def read_checkpoint(path: str | Path) -> Any:
             warnings.simplefilter("ignore")
             return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
-        found = re.search(r"Unsupported global[^\n]*", str(err))
+        found = re.search(r"Unsupported global: (GLOBAL )?[\w.]+", str(err))
         if "Weights only load failed" not in str(err) or "Unsupported operand" in str(err):  # not a pickle
             raise CLIError(
                 f"checkpoint {path} cannot be read (UnpicklingError)", "pass an intact .pt file"
             ) from None
-        detail = f" ({found.group(0)[:120]})" if found else ""
+        detail = f" ({found.group(0)})" if found else ""
         raise CLIError(
             f"checkpoint {path} holds Python objects besides tensors and plain data{detail}; it is not "
             "loaded because unpickling them can run arbitrary code",
-            "pass a checkpoint written by this version of examples/train.py (docs/faq.md, 'When something "
-            "goes wrong', converts an older one you trust)",
+            "pass a checkpoint of this version of examples/train.py (docs/faq.md converts an old one)",
         ) from None
     except Exception as err:  # a truncated or non-torch file
         raise CLIError(
