@@ -11,10 +11,14 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import math
 import os
+import pickle
 import random
+import re
 import sys
 import tempfile
+import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,10 +33,11 @@ from torch.utils.data import Sampler
 from models import ModelConfig, build_model
 from visattn import KeypointInfo, get_keypoint_info
 from visattn.codecs import HeatmapCodec, SimCCCodec, heatmap_flip_back, simcc_flip_back
-from visattn.data import AugmentConfig, TopDownCocoDataset, crop_to_image
+from visattn.data import AugmentConfig, ImageReadError, TopDownCocoDataset, crop_to_image
 from visattn.metrics import PoseEvaluator
 
 __all__ = [
+    "Bound",
     "CLIError",
     "CheckpointState",
     "DistInfo",
@@ -46,6 +51,7 @@ __all__ = [
     "build_dataset",
     "check_data_paths",
     "check_keypoints",
+    "check_numbers",
     "evaluate",
     "format_table",
     "init_distributed",
@@ -55,6 +61,7 @@ __all__ = [
     "load_json_config",
     "load_model",
     "person_boxes",
+    "plain",
     "predict",
     "read_checkpoint",
     "resolve_device",
@@ -66,6 +73,7 @@ __all__ = [
     "set_rng_state",
     "setup_eval",
     "state_dict_mismatch",
+    "writable_dir",
 ]
 
 PAPER_ROWS = ("all", "visible", "occluded")
@@ -80,7 +88,7 @@ class CLIError(Exception):
         self.fix = fix
 
     def line(self) -> str:
-        return f"error: {self} fix: {self.fix}"
+        return " ".join(f"error: {self} fix: {self.fix}".split())  # one line, whatever the message holds
 
 
 class OneLineArgumentParser(argparse.ArgumentParser):
@@ -90,17 +98,123 @@ class OneLineArgumentParser(argparse.ArgumentParser):
         self.exit(2, f"error: {message} fix: see `{self.prog} --help`\n")
 
 
+def _one_line(err: BaseException) -> str:
+    """The message of ``err`` on one line; a DataLoader worker's re-raised error gives its original line."""
+    text = str(err)
+    if "Original Traceback" in text:  # torch's ExceptionWrapper: "Caught X in DataLoader worker ..."
+        last = [line for line in text.splitlines() if line.strip()][-1]
+        text = re.sub(r"^[\w.]+: ", "", last.strip())
+    return " ".join(text.split())
+
+
 def run_cli(main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | None = None) -> NoReturn:
-    """Run a script's ``main``; user errors become one line on stderr and exit status 2."""
+    """Run a script's ``main``; user errors become one line ``error: ... fix: ...`` on stderr, exit status 2.
+
+    Besides :class:`CLIError` this covers an unreadable image (:class:`visattn.data.ImageReadError`,
+    also from a DataLoader worker) and any other ``OSError`` (a missing, unreadable or unwritable path).
+    """
     try:
         code = main(argv)
     except CLIError as err:
         print(err.line(), file=sys.stderr)
         code = 2
+    except ImageReadError as err:
+        fix = (
+            "replace or remove that image (TopDownCocoDataset(...).find_unreadable_images(decode=True) "
+            "lists every bad file)"
+        )
+        print(CLIError(_one_line(err), fix).line(), file=sys.stderr)
+        code = 2
+    except OSError as err:
+        fix = (
+            "check the path in the message: it must exist and be readable, its folder writable, the disk free"
+        )
+        print(CLIError(_one_line(err), fix).line(), file=sys.stderr)
+        code = 2
     except KeyboardInterrupt:
         print("error: interrupted fix: rerun with --resume auto to continue", file=sys.stderr)
         code = 130
     sys.exit(code)
+
+
+@dataclass(frozen=True)
+class Bound:
+    """Allowed values of a numeric flag: ``kind`` int or float, ``low <= v <= high`` (``low < v`` if open).
+
+    Floats must also be finite. A flag with ``nargs`` is checked element by element; ``None`` (an
+    optional flag not given) is not checked.
+    """
+
+    kind: type
+    low: float | None = None
+    high: float | None = None
+    open_low: bool = False
+
+    def describe(self) -> str:
+        if self.kind is int and self.low == 1 and self.high is None and not self.open_low:
+            return "a positive integer"
+        what = "an integer" if self.kind is int else "a finite number"
+        if self.low is not None and self.high is not None:
+            return f"{what} in {'(' if self.open_low else '['}{self.low:g}, {self.high:g}]"
+        if self.low is not None:
+            return f"{what} {'>' if self.open_low else '>='} {self.low:g}"
+        return what
+
+    def accepts(self, value: Any) -> bool:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return False
+        if self.kind is int and not isinstance(value, int):
+            return False
+        if not math.isfinite(value):
+            return False
+        if self.low is not None and (value <= self.low if self.open_low else value < self.low):
+            return False
+        return self.high is None or value <= self.high
+
+
+def check_numbers(
+    args: argparse.Namespace,
+    bounds: Mapping[str, Bound],
+    *,
+    config: Mapping[str, Any] | None = None,
+    config_file: str | Path | None = None,
+) -> None:
+    """Type- and range-check numeric flags, from the command line or a JSON ``--config`` alike.
+
+    ``config`` holds the values read from ``config_file``; a bad value that came from there is
+    reported as the config key, otherwise as the flag.
+    """
+    for dest, bound in bounds.items():
+        value = getattr(args, dest, None)
+        if value is None:
+            continue
+        values = value if isinstance(value, (list, tuple)) else [value]
+        if all(bound.accepts(v) for v in values):
+            continue
+        flag = "--" + dest.replace("_", "-")
+        if config is not None and dest in config and config[dest] == value:
+            raise CLIError(
+                f"config {config_file}: {dest} must be {bound.describe()}, got {value!r}",
+                f"fix {dest} in the config file (or override it with {flag})",
+            )
+        raise CLIError(
+            f"{flag} must be {bound.describe()}, got {value!r}", f"pass {flag} as {bound.describe()}"
+        )
+
+
+def writable_dir(path: str | Path, flag: str = "--output") -> Path:
+    """Create ``path`` (parents too) and check that a file can be written in it; one-line error if not."""
+    folder = Path(path)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as err:
+        raise CLIError(
+            f"{flag} {folder} is not a writable folder ({err.strerror or type(err).__name__})",
+            f"pass a {flag} folder you can write to",
+        ) from None
+    return folder
 
 
 def load_json_config(path: str | Path, known: set[str]) -> dict[str, Any]:
@@ -447,30 +561,89 @@ def format_table(results: Mapping[str, Mapping[str, float]], *, title: str = "")
 CheckpointState = dict[str, Any]
 
 
+def plain(value: Any) -> Any:
+    """``value`` as plain data for a checkpoint: dicts, lists, str, numbers, bool, None (paths -> str).
+
+    Checkpoints hold only tensors and plain data, so that ``torch.load(weights_only=True)`` reads them.
+    """
+    if isinstance(value, Mapping):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def save_checkpoint(path: str | Path, state: CheckpointState) -> None:
-    """Write ``state`` atomically: a temporary file in the same folder, then ``os.replace``."""
+    """Write ``state`` atomically: a temporary file in the same folder, then ``os.replace``.
+
+    The file gets the user's umask (``0o666 & ~umask``), like any file the user writes. A failed write
+    (disk full, file-size limit) removes the temporary file, keeps the previous checkpoint and raises a
+    one-line :class:`CLIError` that says so.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as err:
+        raise CLIError(
+            f"cannot write checkpoint {path} ({err.strerror or type(err).__name__})",
+            "pass an --output folder you can write to",
+        ) from None
+    try:
+        os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as handle:
             torch.save(state, handle)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
-        raise
+        if not isinstance(err, (OSError, RuntimeError)):
+            raise
+        kept = f"the previous {path.name} is kept" if path.is_file() else f"no {path.name} was written"
+        reason = err.strerror if isinstance(err, OSError) and err.strerror else _one_line(err)
+        raise CLIError(
+            f"writing checkpoint {path} failed ({reason}); {kept}",
+            "free disk space or raise the file-size limit (ulimit -f), then rerun with --resume auto",
+        ) from None
 
 
 def read_checkpoint(path: str | Path) -> Any:
-    """``torch.load`` on CPU with one-line errors for a missing or unreadable file."""
+    """``torch.load(weights_only=True)`` on CPU: tensors and plain data only, never code.
+
+    One-line :class:`CLIError` for a missing or unreadable file, and for a file that holds other Python
+    objects (unpickling those could run arbitrary code, so it is refused).
+    """
     path = Path(path)
     if not path.is_file():
         raise CLIError(f"checkpoint {path} does not exist", "pass the .pt file written by examples/train.py")
     try:
-        return torch.load(path, map_location="cpu", weights_only=False)
+        with warnings.catch_warnings():  # torch warns about pickle protocols before refusing a file
+            warnings.simplefilter("ignore")
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        found = re.search(r"Unsupported global: (GLOBAL )?[\w.]+", str(err))
+        if "Weights only load failed" not in str(err) or "Unsupported operand" in str(err):  # not a pickle
+            raise CLIError(
+                f"checkpoint {path} cannot be read (UnpicklingError)", "pass an intact .pt file"
+            ) from None
+        detail = f" ({found.group(0)})" if found else ""
+        raise CLIError(
+            f"checkpoint {path} holds Python objects besides tensors and plain data{detail}; it is not "
+            "loaded because unpickling them can run arbitrary code",
+            "pass a checkpoint of this version of examples/train.py (docs/faq.md converts an old one)",
+        ) from None
     except Exception as err:  # a truncated or non-torch file
         raise CLIError(
             f"checkpoint {path} cannot be read ({type(err).__name__})", "pass an intact .pt file"
@@ -560,10 +733,18 @@ def keypoint_info(name: str) -> KeypointInfo:
 
 
 def rng_state() -> dict[str, Any]:
-    """Python, NumPy and torch (CPU + CUDA) RNG states."""
+    """Python, NumPy and torch (CPU + CUDA) RNG states, as tensors and plain values (``weights_only``)."""
+    version, internal, gauss = random.getstate()
+    bit_generator, key, pos, has_gauss, cached = np.random.get_state(legacy=True)  # noqa: NPY002
     state: dict[str, Any] = {
-        "python": random.getstate(),
-        "numpy": np.random.get_state(),  # noqa: NPY002 (global RNG used by third-party code)
+        "python": {"version": version, "state": torch.tensor(internal, dtype=torch.int64), "gauss": gauss},
+        "numpy": {
+            "bit_generator": str(bit_generator),
+            "key": torch.from_numpy(np.asarray(key, dtype=np.int64)),
+            "pos": int(pos),
+            "has_gauss": int(has_gauss),
+            "cached_gaussian": float(cached),
+        },
         "torch": torch.get_rng_state(),
     }
     if torch.cuda.is_available():
@@ -573,8 +754,13 @@ def rng_state() -> dict[str, Any]:
 
 def set_rng_state(state: Mapping[str, Any]) -> None:
     """Inverse of :func:`rng_state`."""
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])  # noqa: NPY002 (global RNG used by third-party code)
+    py = state["python"]
+    random.setstate((py["version"], tuple(py["state"].tolist()), py["gauss"]))
+    npy = state["numpy"]
+    np.random.set_state(  # noqa: NPY002 (global RNG used by third-party code)
+        (npy["bit_generator"], npy["key"].numpy().astype(np.uint32), npy["pos"], npy["has_gauss"],
+         npy["cached_gaussian"])
+    )  # fmt: skip
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])

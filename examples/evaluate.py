@@ -31,17 +31,23 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader
 
 from engine import (
+    Bound,
+    CLIError,
     OneLineArgumentParser,
     ShardSampler,
     add_eval_args,
+    check_numbers,
     evaluate,
     format_table,
     init_distributed,
     json_default,
     run_cli,
     setup_eval,
+    writable_dir,
 )
 from visattn.metrics import PoseEvaluator
+
+BOUNDS = {"batch_size": Bound(int, 1), "workers": Bound(int, 0), "sigma": Bound(float, 0.0, open_low=True)}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -57,12 +63,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--flip-test", action=argparse.BooleanOptionalAction, default=True)
     p.add_argument("--sigma", type=float, help="codec sigma (only the decode matters here)")
     p.add_argument("--name", help="row label of the printed table (default: checkpoint name)")
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True, help="tqdm bar")
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    check_numbers(args, BOUNDS)
     info, device = init_distributed(args.device)
+    out = Path(args.output) if args.output else Path(args.checkpoint).with_suffix(".metrics.json")
+    if info.is_main:  # before the evaluation, not after it
+        if out.is_dir():
+            raise CLIError(f"--output {out} is a folder", "pass a file path, e.g. --output metrics.json")
+        writable_dir(out.parent, "--output folder")
     setup = setup_eval(args, device, "evaluation", sigma=args.sigma)
     ann, dataset = setup.ann_file, setup.dataset
     loader = DataLoader(
@@ -74,11 +87,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     evaluator = PoseEvaluator(ann, keypoint_info=args.keypoints, crowdpose=args.keypoints == "crowdpose")
     metrics = evaluate(
         setup.model, loader, evaluator, setup.codec, setup.keypoint_info, device,
-        amp=args.amp, flip_test=args.flip_test, progress=info.is_main,
+        amp=args.amp, flip_test=args.flip_test, progress=info.is_main and args.progress,
     )  # fmt: skip
     if info.is_main:
-        out = Path(args.output) if args.output else Path(args.checkpoint).with_suffix(".metrics.json")
-        out.parent.mkdir(parents=True, exist_ok=True)
         payload = {
             "checkpoint": str(args.checkpoint),
             "ann_file": str(ann),

@@ -35,7 +35,17 @@ from typing import Any
 import torch
 from torch import nn
 
-from engine import CLIError, OneLineArgumentParser, load_model, read_checkpoint, run_cli, state_dict_mismatch
+from engine import (
+    Bound,
+    CLIError,
+    OneLineArgumentParser,
+    check_numbers,
+    load_model,
+    read_checkpoint,
+    run_cli,
+    state_dict_mismatch,
+    writable_dir,
+)
 from visattn import HeatmapAdapter, SimCCAdapter
 from visattn.export import DeploymentModel, export_onnx
 
@@ -46,6 +56,14 @@ DEMO_DEFAULTS: dict[str, Any] = {
     "embed_dim": 64,
     "depth": 2,
     "no_reasoner": False,
+}
+BOUNDS = {
+    "opset": Bound(int, 18),
+    "batch": Bound(int, 1),
+    "input_size": Bound(int, 1),
+    "keypoints": Bound(int, 1),
+    "embed_dim": Bound(int, 1),
+    "depth": Bound(int, 1),
 }
 
 
@@ -145,14 +163,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.opset < 18:
-        raise CLIError(f"--opset must be >= 18 (dynamo-based exporter), got {args.opset}", "pass --opset 18")
-    if args.batch < 1:
-        raise CLIError(f"--batch must be >= 1, got {args.batch}", "pass --batch 2")
-    model, what = build_model(args)
+    check_numbers(args, BOUNDS)  # --opset >= 18: the dynamo-based exporter
     output = args.output
     if output is None:
         output = args.checkpoint.with_suffix(".onnx") if args.checkpoint else Path("simcc_visattn.onnx")
+    writable_dir(output.parent, "--output folder")
+    model, what = build_model(args)
     try:
         path = export_onnx(model, output, decode=args.decode, opset=args.opset)
     except ImportError as err:

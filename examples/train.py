@@ -58,6 +58,7 @@ from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler
 
 from engine import (
+    Bound,
     CLIError,
     DistInfo,
     OneLineArgumentParser,
@@ -66,6 +67,7 @@ from engine import (
     build_codec,
     build_dataset,
     check_data_paths,
+    check_numbers,
     evaluate,
     format_table,
     init_distributed,
@@ -73,12 +75,14 @@ from engine import (
     keypoint_info,
     load_checkpoint,
     load_json_config,
+    plain,
     rng_state,
     run_cli,
     save_checkpoint,
     seed_everything,
     seed_worker,
     set_rng_state,
+    writable_dir,
 )
 from models import ARCHS, HEADS, NORMS, ModelConfig, build_model
 from visattn.data import AugmentConfig, make_synthetic_coco
@@ -95,6 +99,43 @@ MASK_SOURCES = ("predicted", "ground_truth", "none", "mixed")
 MASKINGS = ("features", "attention", "both")
 VIS_LOSSES = ("bce", "ce")
 REASONER_ONLY = {"post_norm": "--post-norm", "shared_qkv": "--shared-qkv"}
+
+#: Type and range of every numeric flag (command line and --config alike).
+BOUNDS: dict[str, Bound] = {
+    "synthetic": Bound(int, 1),
+    "synthetic_val": Bound(int, 1),
+    "workers": Bound(int, 0),
+    "input_size": Bound(int, 1),
+    "split_ratio": Bound(float, 0.0, open_low=True),
+    "sigma": Bound(float, 0.0, open_low=True),
+    "gt_prob": Bound(float, 0.0, 1.0),
+    "embed_dim": Bound(int, 1),
+    "depth": Bound(int, 1),
+    "num_heads": Bound(int, 1),
+    "vis_weight": Bound(float, 0.0),
+    "epochs": Bound(int, 1),
+    "batch_size": Bound(int, 1),
+    "lr": Bound(float, 0.0, open_low=True),
+    "reasoner_lr": Bound(float, 0.0),
+    "weight_decay": Bound(float, 0.0),
+    "warmup_iters": Bound(int, 0),
+    "milestones": Bound(int, 0),
+    "gamma": Bound(float, 0.0, open_low=True),
+    "min_lr_ratio": Bound(float, 0.0, 1.0),
+    "grad_clip": Bound(float, 0.0),
+    "max_steps_per_epoch": Bound(int, 0),
+    "save_every_steps": Bound(int, 0),
+    "seed": Bound(int, 0),
+    "val_every": Bound(int, 0),
+    "log_every": Bound(int, 1),
+}
+#: Flags that shape the learning-rate schedule: on resume the schedule is rebuilt from their current values.
+SCHEDULE_FLAGS = (
+    "epochs", "schedule", "milestones", "gamma", "warmup_iters", "lr", "reasoner_lr", "min_lr_ratio",
+    "weight_decay",
+)  # fmt: skip
+#: Flags that fix where a resumed run stands in the data (step x batch): a change is refused on resume.
+POSITION_FLAGS = ("batch_size", "max_steps_per_epoch", "seed", "synthetic", "synthetic_val")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -190,6 +231,7 @@ def build_parser() -> argparse.ArgumentParser:
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = build_parser()
     pre, _ = parser.parse_known_args(argv)
+    defaults: dict[str, Any] = {}
     if pre.config:
         known = {a.dest for a in parser._actions if a.dest != "help"}
         defaults = load_json_config(pre.config, known)
@@ -210,17 +252,21 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                 )
         parser.set_defaults(**defaults)
     args = parser.parse_args(argv)
+    check_numbers(args, BOUNDS, config=defaults, config_file=pre.config)
     check_args(args)
     return args
 
 
 def check_args(args: argparse.Namespace) -> None:
-    """Cross-flag checks of the model / loss flags (one-line errors)."""
-    for name in ("embed_dim", "depth", "num_heads"):
+    """Cross-flag checks of the model / loss flags (one-line errors); ranges are in :data:`BOUNDS`."""
+    for name, size in (("input_size", 2), ("milestones", None)):
         value = getattr(args, name)
-        if value <= 0:
+        if not isinstance(value, (list, tuple)) or (size is not None and len(value) != size):
             flag = "--" + name.replace("_", "-")
-            raise CLIError(f"{flag} must be a positive integer, got {value}", f"pass {flag} >= 1")
+            raise CLIError(
+                f"{flag} must be a list of {size or 'zero or more'} integers, got {value!r}",
+                f"pass {flag} as integers (in a --config: a JSON list)",
+            )
     if args.embed_dim % args.num_heads:
         raise CLIError(
             f"--embed-dim {args.embed_dim} is not divisible by --num-heads {args.num_heads}",
@@ -288,20 +334,26 @@ def augment_config(args: argparse.Namespace) -> AugmentConfig:
 def prepare_data(args: argparse.Namespace, info: DistInfo, output: Path) -> tuple[Path, Path, Path, Path]:
     """(train ann, train images, val ann, val images); generates the synthetic set on rank 0."""
     if args.synthetic is not None:
-        if args.synthetic <= 0:
-            raise CLIError(f"--synthetic must be > 0, got {args.synthetic}", "pass a number of images")
         if args.keypoints != "coco":
             raise CLIError("--synthetic generates COCO keypoints", "drop --keypoints crowdpose")
         root = output / "data"
         n_val = args.synthetic_val or max(8, args.synthetic // 8)
         train_ann = root / "train" / "person_keypoints_train.json"
         val_ann = root / "val" / "person_keypoints_val.json"
-        if info.is_main and not (train_ann.is_file() and val_ann.is_file()):
+        spec = {"train": args.synthetic, "val": n_val, "seed": args.seed}
+        spec_file = root / "synthetic.json"
+        found = json.loads(spec_file.read_text()) if spec_file.is_file() else None
+        if info.is_main and not (train_ann.is_file() and val_ann.is_file() and found == spec):
+            if train_ann.is_file() and found != spec:
+                print(
+                    f"note: regenerating the synthetic set in {root} ({found or 'unknown sizes'} -> {spec})"
+                )
             workers = max(0, args.workers)
             make_synthetic_coco(root / "train", args.synthetic, seed=args.seed, num_workers=workers)
             make_synthetic_coco(
                 root / "val", n_val, seed=args.seed + 10_000, split_name="val", num_workers=workers
             )
+            spec_file.write_text(json.dumps(spec))
         if info.enabled:
             dist.barrier()
         return train_ann, root / "train" / "images", val_ann, root / "val" / "images"
@@ -408,6 +460,61 @@ def build_scheduler(
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factors)
 
 
+def fast_forward(scheduler: torch.optim.lr_scheduler.LambdaLR, global_step: int) -> None:
+    """Put a freshly built schedule at ``global_step`` (its groups' lr = base lr x factor(step)).
+
+    With unchanged flags this is exactly the state the interrupted run had; with changed schedule
+    flags it is the new schedule at the same step.
+    """
+    scheduler.last_epoch = global_step
+    groups = scheduler.optimizer.param_groups
+    for group, base_lr, factor in zip(groups, scheduler.base_lrs, scheduler.lr_lambdas):
+        group["lr"] = base_lr * factor(global_step)
+    scheduler._last_lr = [group["lr"] for group in groups]  # what get_last_lr() reports
+
+
+def check_resume(state: dict[str, Any], path: Path, args: argparse.Namespace) -> None:
+    """A resumable checkpoint, and flags that keep the run's position in the data (one-line errors).
+
+    Changed :data:`POSITION_FLAGS` are refused; changed :data:`SCHEDULE_FLAGS` are reported and the
+    schedule is rebuilt from them.
+    """
+    needed = ("optimizer", "scaler", "rng", "epoch", "step", "global_step")
+    missing = [key for key in needed if key not in state]
+    if missing:
+        raise CLIError(
+            f"{path} has no training state ({', '.join(missing)} missing): it holds weights only, "
+            "like best.pt",
+            "resume from the run's last.pt (--resume auto), or pass it to evaluate.py instead",
+        )
+    saved = state.get("args")
+    if not isinstance(saved, dict):
+        return
+    now = plain(vars(args))
+    for dest in POSITION_FLAGS:
+        if dest in saved and saved[dest] != now[dest]:
+            flag = "--" + dest.replace("_", "-")
+            raise CLIError(
+                f"{flag} changed since {path} was written (checkpoint {saved[dest]!r}, now {now[dest]!r}); "
+                "the resumed step position depends on it",
+                f"resume with {flag} {saved[dest]!r}, or start a new run in a new --output without --resume",
+            )
+    if state["epoch"] > args.epochs or (state["epoch"] == args.epochs and state["step"] > 0):
+        raise CLIError(
+            f"--epochs {args.epochs} but {path} is already at epoch {state['epoch']} step {state['step']}",
+            f"pass --epochs > {state['epoch']} to train further, or evaluate the checkpoint",
+        )
+    changed = [
+        f"--{dest.replace('_', '-')} {saved[dest]!r} -> {now[dest]!r}"
+        for dest in SCHEDULE_FLAGS
+        if dest in saved and saved[dest] != now[dest]
+    ]
+    if changed:
+        print(
+            f"note: resuming with changed schedule flags ({', '.join(changed)}); the lr schedule is rebuilt"
+        )
+
+
 # ----------------------------------------------------------------------------------------------------
 # logging
 
@@ -415,18 +522,28 @@ def build_scheduler(
 class Logger:
     """metrics.jsonl (every row), metrics.csv (epoch rows) and TensorBoard; rank 0 only."""
 
-    def __init__(self, output: Path, enabled: bool, tensorboard: bool) -> None:
+    def __init__(self, output: Path, enabled: bool, tensorboard: bool, *, global_step: int = 0) -> None:
+        """``global_step``: where the run starts; logged rows past it (of an interrupted run) are dropped."""
         self.enabled = enabled
         self.jsonl = output / "metrics.jsonl"
         self.csv = output / "metrics.csv"
         self.writer: Any = None
+        if enabled and self.jsonl.is_file():
+            lines = self.jsonl.read_text().splitlines()
+            kept = [
+                line
+                for line in lines
+                if line.strip() and json.loads(line).get("global_step", 0) <= global_step
+            ]
+            if len(kept) != len(lines):
+                self.jsonl.write_text("".join(line + "\n" for line in kept))
         if enabled and tensorboard:
             try:
                 from torch.utils.tensorboard import SummaryWriter
             except ImportError:  # tensorboard is optional
                 self.writer = None
             else:
-                self.writer = SummaryWriter(str(output / "tb"))
+                self.writer = SummaryWriter(str(output / "tb"), purge_step=global_step or None)
 
     def log(self, row: dict[str, Any], step: int) -> None:
         if not self.enabled:
@@ -461,9 +578,7 @@ class Logger:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     info, device = init_distributed(args.device)
-    output = Path(args.output)
-    if info.is_main:
-        output.mkdir(parents=True, exist_ok=True)
+    output = writable_dir(args.output) if info.is_main else Path(args.output)
     kp_info = keypoint_info(args.keypoints)
     config = model_config(args)
 
@@ -482,6 +597,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"(checkpoint vs now: {diff})",
                 "pass the flags/--config of that run, or a new --output without --resume",
             )
+        check_resume(state, resume_path, args)
+        if state["epoch"] >= args.epochs:
+            if info.is_main:
+                print(f"{resume_path} already holds all {args.epochs} epochs: nothing to train")
+            if info.enabled:
+                dist.destroy_process_group()
+            return 0
     if args.sync_bn and device.type != "cuda":
         raise CLIError("--sync-bn needs CUDA (SyncBatchNorm has no CPU kernel)", "use --norm group on CPU")
 
@@ -526,11 +648,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     start_epoch, start_step, global_step, best_ap = 0, 0, 0, -1.0
     if state is not None:
         raw_model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        scaler.load_state_dict(state["scaler"])
         start_epoch, start_step = state["epoch"], state["step"]
         global_step, best_ap = state["global_step"], state.get("best_ap", -1.0)
+        # the moments come from the checkpoint; lr, weight decay and the schedule from the current flags
+        fresh = [(g["weight_decay"], g["initial_lr"]) for g in optimizer.param_groups]
+        optimizer.load_state_dict(state["optimizer"])
+        for group, (weight_decay, base_lr) in zip(optimizer.param_groups, fresh):
+            group["weight_decay"], group["initial_lr"] = weight_decay, base_lr
+        fast_forward(scheduler, global_step)
+        scaler.load_state_dict(state["scaler"])
         rngs = state["rng"]
         if len(rngs) == info.world_size:
             set_rng_state(rngs[info.rank])
@@ -552,7 +678,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     val_sampler = ShardSampler(len(val_set), info.rank, info.world_size)
     val_loader = DataLoader(val_set, batch_size=args.batch_size, sampler=val_sampler, **loader_kwargs)
     evaluator = PoseEvaluator(val_ann, keypoint_info=args.keypoints, crowdpose=args.keypoints == "crowdpose")
-    logger = Logger(output, info.is_main, args.tensorboard)
+    logger = Logger(output, info.is_main, args.tensorboard, global_step=global_step)
     if info.is_main:
         n_params = sum(p.numel() for p in raw_model.parameters())
         layer = ""
@@ -581,7 +707,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         payload = {
             "model": raw_model.state_dict(),
             "model_config": config.to_dict(),
-            "args": vars(args),
+            "args": plain(vars(args)),
             "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict(),
             "scaler": scaler.state_dict(),
@@ -685,7 +811,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         {
                             "model": raw_model.state_dict(),
                             "model_config": config.to_dict(),
-                            "args": vars(args),
+                            "args": plain(vars(args)),
                             "epoch": epoch + 1,
                             "metrics": metrics,
                         },

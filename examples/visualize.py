@@ -32,7 +32,17 @@ import torch
 from matplotlib.axes import Axes
 from torch import nn
 
-from engine import CLIError, OneLineArgumentParser, add_eval_args, predict, run_cli, setup_eval
+from engine import (
+    Bound,
+    CLIError,
+    OneLineArgumentParser,
+    add_eval_args,
+    check_numbers,
+    predict,
+    run_cli,
+    setup_eval,
+    writable_dir,
+)
 from visattn import KeypointInfo
 from visattn.codecs import HeatmapCodec, SimCCCodec
 from visattn.data import IMAGENET_MEAN, IMAGENET_STD
@@ -194,17 +204,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    check_numbers(args, {"num": Bound(int, 1), "start": Bound(int, 0)})
+    output = writable_dir(args.output)
     setup = setup_eval(args, torch.device("cpu"), "visualisation")
     model, codec, info, dataset = setup.model, setup.codec, setup.keypoint_info, setup.dataset
-    if args.num <= 0 or args.start < 0 or args.start >= len(dataset):
+    if args.start >= len(dataset):
         raise CLIError(
             f"--start {args.start} / --num {args.num} outside 0..{len(dataset) - 1}", "pick a range"
         )
     items = [dataset[i] for i in range(args.start, min(len(dataset), args.start + args.num))]
     batch = {k: torch.stack([torch.as_tensor(it[k]) for it in items]) for k in ("image", "flags", "image_id")}
-    paths = save_figures(
-        model, batch, codec, info, Path(args.output), label=Path(args.checkpoint).parent.name
-    )
+    paths = save_figures(model, batch, codec, info, output, label=Path(args.checkpoint).parent.name)
     for path in paths:
         print(f"wrote {path}")
     return 0

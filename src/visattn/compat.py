@@ -58,7 +58,17 @@ def _strip(section: str, state: Any) -> StateDict:
 
 def _load_sections(ckpt: Mapping[str, Any] | str | os.PathLike[str]) -> dict[str, StateDict]:
     if isinstance(ckpt, (str, os.PathLike)):
-        ckpt = torch.load(ckpt, map_location="cpu", weights_only=True)
+        path = ckpt
+        try:
+            ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        except FileNotFoundError:
+            raise
+        except Exception as err:  # truncated zip, not a torch file, or objects weights_only refuses
+            reason = " ".join(str(err).split())[:200]
+            raise ValueError(
+                f"ckpt {os.fspath(path)!r} cannot be read as a checkpoint of tensors (truncated or not a "
+                f"torch file?): {type(err).__name__}: {reason}"
+            ) from err
     if not isinstance(ckpt, Mapping):
         raise TypeError(f"ckpt must be a mapping or a path to a .pth file, got {type(ckpt).__name__}")
     missing = [s for s in _SECTIONS if s not in ckpt]

@@ -502,7 +502,9 @@ class VisibilityAwareLoss(nn.Module):
         Returns:
             :class:`LossOutput` ``(total, pose, vis)`` of float32 scalars.
         """
-        w = check_tensor("weights", weights, "B K")
+        first = pred[0] if isinstance(pred, (tuple, list)) and pred else pred
+        sizes = first.shape[:2] if isinstance(first, torch.Tensor) and first.dim() >= 2 else (None, None)
+        w = check_tensor("weights", weights, "B K", B=sizes[0], K=sizes[1])  # B and K of the prediction
         check_flags("flags", flags, "B K", B=w.shape[0], K=w.shape[1])
         if self.pose_keypoints == "visible":
             weights = w.float() * flags_to_visible(flags).float()

@@ -142,6 +142,241 @@ def _affine_matrix(center: np.ndarray, scale_w: float, rotation: float, size: tu
     )
 
 
+# ----------------------------------------------------------------------------------------------------
+# annotation validation and image reading (once, where the data enters)
+
+_PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+_JPEG_SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}  # start-of-frame markers (not DHT/JPG/DAC)
+_NUMBER_TYPES = (int, float)
+
+
+def _read_json(name: str, path: Path) -> Any:
+    """``json.load`` whose parse errors name the file (``name`` is the argument, e.g. ``ann_file``)."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return json.load(fh)
+    except json.JSONDecodeError as err:
+        raise ValueError(
+            f"{name} {path} is not valid JSON: {err.msg} at line {err.lineno} column {err.colno}"
+        ) from None
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{name} {path} is not UTF-8 JSON text ({err.reason} at byte {err.start})") from None
+
+
+def _is_int(value: Any) -> bool:
+    return type(value) is int
+
+
+def _finite(value: Any) -> float:
+    """A JSON number as a finite float (bools and strings are not numbers)."""
+    if type(value) not in _NUMBER_TYPES:
+        raise TypeError(f"expected a number, got {type(value).__name__} {value!r}")
+    number = float(value)
+    if not math.isfinite(number):
+        raise ValueError(f"expected a finite number, got {value!r}")
+    return number
+
+
+def _inside(path: str, root: Path) -> bool:
+    """Whether ``path`` lies in ``root`` after resolving ``..`` and absolute names (symlinks are kept)."""
+    base = os.path.normpath(os.path.abspath(root))
+    target = os.path.normpath(os.path.abspath(path))
+    return target == base or target.startswith(base.rstrip(os.sep) + os.sep)
+
+
+def _check_image_entry(
+    file: Path, i: int, img: Any, seen: dict[int, int], root: Path
+) -> tuple[int, str, tuple[int, int]]:
+    """``(id, path, (height, width))`` of ``images[i]``; 0 means a size the file does not give."""
+    if not isinstance(img, dict):
+        raise ValueError(f"ann_file {file}: images[{i}] must be a dict, got {type(img).__name__}")
+    img_id = img.get("id")
+    if not isinstance(img_id, int) or isinstance(img_id, bool):
+        raise ValueError(f"ann_file {file}: images[{i}] must have an integer 'id', got {img_id!r}")
+    where = f"ann_file {file}: image id {img_id} (images[{i}])"
+    if img_id in seen:
+        raise ValueError(
+            f"{where} has the same id as images[{seen[img_id]}]; image ids must be unique (annotations "
+            f"would crop from the wrong file)"
+        )
+    name = img.get("file_name")
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"{where} must have a non-empty string 'file_name', got {name!r}")
+    size = []
+    for key in ("height", "width"):
+        value = img.get(key)
+        if value is None:
+            value = 0
+        if type(value) not in _NUMBER_TYPES or not float(value).is_integer() or value < 0:
+            raise ValueError(f"{where}: {key} must be an integer >= 0 (0 or missing: unknown), got {value!r}")
+        size.append(int(value))
+    return img_id, str(root / name), (size[0], size[1])
+
+
+def _annotation_where(file: Path, ann: dict[str, Any]) -> str:
+    return f"ann_file {file}: annotation id {ann.get('id')!r} (image id {ann.get('image_id')!r})"
+
+
+def _check_annotation(
+    file: Path,
+    i: int,
+    ann: Any,
+    k: int,
+    keypoint_set: str,
+    seen: set[int],
+    image_pos: dict[int, int],
+) -> tuple[np.ndarray, bool, bool] | None:
+    """Validate ``annotations[i]``: None for another category, else ``(raw (K, 3), crowd, num_keypoints
+    differs from the number of flags > 0)``. Unlabelled coordinates are zeroed."""
+    if not isinstance(ann, dict):
+        raise ValueError(f"ann_file {file}: annotations[{i}] must be a dict, got {type(ann).__name__}")
+    ann_id = ann.get("id")
+    if not isinstance(ann_id, int) or isinstance(ann_id, bool):
+        raise ValueError(f"ann_file {file}: annotations[{i}] must have an integer 'id', got {ann_id!r}")
+    where = _annotation_where(file, ann)
+    if ann_id in seen:
+        raise ValueError(f"{where} repeats an annotation id; annotation ids must be unique")
+    seen.add(ann_id)
+    if ann.get("category_id", 1) != 1:
+        return None
+    image_id = ann.get("image_id")
+    if not _is_int(image_id) or image_id not in image_pos:
+        raise ValueError(
+            f"annotation {ann_id} in {file} refers to image_id {image_id!r}, which is not in its "
+            "'images' list"
+        )
+    values = ann.get("keypoints", [])
+    if not isinstance(values, list):
+        raise ValueError(f"{where}: keypoints must be a list [x, y, v] * K, got {type(values).__name__}")
+    if len(values) != 3 * k:
+        raise ValueError(
+            f"annotation {ann_id} in {file} has {len(values)} keypoint values, expected 3*K={3 * k} for "
+            f"keypoint set {keypoint_set!r}"
+        )
+    if not set(map(type, values)) <= set(_NUMBER_TYPES):
+        j = next(j for j, v in enumerate(values) if type(v) not in _NUMBER_TYPES)
+        raise ValueError(
+            f"{where}: keypoints[{j}] (keypoint {j // 3} {'xyv'[j % 3]}) must be a number, got {values[j]!r}"
+        )
+    raw = np.asarray(values, dtype=np.float64).reshape(k, 3)
+    flags = raw[:, 2]
+    bad = np.flatnonzero(~np.isin(flags, (0.0, 1.0, 2.0)))
+    if bad.size:
+        j = int(bad[0])
+        raise ValueError(
+            f"{where}: keypoint {j} has visibility flag {flags[j]:g}, expected 0 (not labelled), "
+            f"1 (labelled, occluded) or 2 (visible)"
+        )
+    labelled = flags > 0
+    bad = np.flatnonzero(labelled & ~np.isfinite(raw[:, :2]).all(axis=1))
+    if bad.size:
+        j = int(bad[0])
+        raise ValueError(
+            f"{where}: labelled keypoint {j} (v={flags[j]:g}) must have finite coordinates, got "
+            f"({raw[j, 0]}, {raw[j, 1]})"
+        )
+    raw[~labelled, :2] = 0.0
+    crowd = ann.get("iscrowd", 0)
+    if type(crowd) not in (int, bool) or crowd not in (0, 1):
+        raise ValueError(f"{where}: iscrowd must be 0 or 1, got {crowd!r}")
+    count = ann.get("num_keypoints")
+    if count is not None and (not _is_int(count) or count < 0):
+        raise ValueError(f"{where}: num_keypoints must be an integer >= 0, got {count!r}")
+    mismatch = count is not None and count != int(labelled.sum())
+    return raw, bool(crowd), mismatch
+
+
+def _check_box(file: Path, ann: dict[str, Any]) -> tuple[float, float, float, float]:
+    """The annotation's ``bbox`` as four finite floats (its ``area`` too must be a finite number >= 0)."""
+    box = ann.get("bbox")
+    if not isinstance(box, list) or len(box) != 4 or any(type(v) not in _NUMBER_TYPES for v in box):
+        raise ValueError(f"{_annotation_where(file, ann)}: bbox must be 4 numbers [x, y, w, h], got {box!r}")
+    if not all(math.isfinite(v) for v in box):
+        raise ValueError(f"{_annotation_where(file, ann)}: bbox must be finite, got {box!r}")
+    area = ann.get("area", 0.0)
+    if type(area) not in _NUMBER_TYPES or not math.isfinite(area) or area < 0:
+        raise ValueError(f"{_annotation_where(file, ann)}: area must be a finite number >= 0, got {area!r}")
+    return float(box[0]), float(box[1]), float(box[2]), float(box[3])
+
+
+def _header_size(data: bytes) -> tuple[int, int] | None:
+    """``(height, width)`` from a PNG IHDR or a JPEG start-of-frame header, None for other data."""
+    if data[:8] == _PNG_MAGIC and len(data) >= 24 and data[12:16] == b"IHDR":
+        width, height = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+        return height, width
+    if data[:2] != b"\xff\xd8":
+        return None
+    i, n = 2, len(data)
+    while i + 4 <= n and data[i] == 0xFF:
+        marker = data[i + 1]
+        if marker == 0xFF:  # fill byte
+            i += 1
+        elif marker == 0x01 or 0xD0 <= marker <= 0xD8:  # markers without a length
+            i += 2
+        elif marker in (0xD9, 0xDA):  # end of image / start of scan before any frame header
+            return None
+        elif marker in _JPEG_SOF:
+            if i + 9 > n:
+                return None
+            return int.from_bytes(data[i + 5 : i + 7], "big"), int.from_bytes(data[i + 7 : i + 9], "big")
+        else:
+            i += 2 + int.from_bytes(data[i + 2 : i + 4], "big")
+    return None
+
+
+def _truncation(data: bytes) -> str | None:
+    """Why ``data`` is a cut-off JPEG / PNG (no end-of-image marker after the last scan, no IEND)."""
+    if data[:2] == b"\xff\xd8":
+        if data.rfind(b"\xff\xd9") < max(2, data.rfind(b"\xff\xda")):
+            return "JPEG data ends before its end-of-image marker (truncated file)"
+    elif data[:8] == _PNG_MAGIC and data.rfind(b"IEND") < 8:
+        return "PNG data has no IEND chunk (truncated file)"
+    return None
+
+
+def _decode_image(path: str, expected: tuple[int, int]) -> np.ndarray:
+    """Decode ``path`` to BGR uint8 in its stored pixel orientation (EXIF orientation is ignored).
+
+    Every failure is an :class:`ImageReadError` naming the file: missing or unreadable, truncated
+    JPEG / PNG, an OpenCV decode error (e.g. a header claiming a huge size), or a size that differs
+    from ``expected`` ``(height, width)`` of the annotation file (0: not checked).
+    """
+    cv2 = require_cv2()
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read()
+    except OSError as err:
+        raise ImageReadError(f"image file not found or unreadable: {path} ({err.strerror})") from None
+    problem = _truncation(data)
+    if problem is not None:
+        raise ImageReadError(f"could not decode image file {path}: {problem}")
+
+    def check_size(size: tuple[int, int], what: str) -> None:
+        if all(expected) and size != expected:
+            raise ImageReadError(
+                f"image file {path} {what} {size[0]}x{size[1]} (height x width) but the annotation file "
+                f"gives height={expected[0]} width={expected[1]}; annotations must be in the stored pixel "
+                f"orientation (EXIF orientation is ignored)"
+            )
+
+    header = _header_size(data)
+    if header is not None:
+        check_size(header, "has a header of")
+    try:
+        image = cv2.imdecode(
+            np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION
+        )
+    except cv2.error as err:
+        reason = str(err).strip().splitlines()[-1] if str(err).strip() else type(err).__name__
+        claims = "" if header is None else f" (its header claims {header[0]}x{header[1]} pixels)"
+        raise ImageReadError(f"could not decode image file {path}{claims}: OpenCV: {reason}") from None
+    if image is None:
+        raise ImageReadError(f"could not decode image file {path}")
+    check_size(image.shape[:2], "decodes to")
+    result: np.ndarray = image
+    return result
+
+
 class TopDownCocoDataset(Dataset[dict[str, torch.Tensor]]):
     """Top-down person crops from a COCO ``person_keypoints`` file (any keypoint set).
 
@@ -201,6 +436,8 @@ class TopDownCocoDataset(Dataset[dict[str, torch.Tensor]]):
         occlusion: a :class:`~visattn.data.RandomOcclusion` applied to the warped crop when ``train``
             (before target encoding, per-sample randomness): ``flags`` are then the updated ones and the
             sample gains ``covered (K,)`` bool; ``None`` (default) changes nothing.
+        allow_outside_root: accept ``file_name`` entries that resolve outside ``image_root`` (absolute
+            paths or ``..``); refused by default.
 
     Example:
         >>> import tempfile
@@ -230,13 +467,18 @@ class TopDownCocoDataset(Dataset[dict[str, torch.Tensor]]):
         cache_images: bool = False,
         image_dtype: str = "float32",
         occlusion: RandomOcclusion | None = None,
+        allow_outside_root: bool = False,
     ) -> None:
         super().__init__()
         for name, path in (("ann_file", ann_file), ("image_root", image_root), ("det_file", det_file)):
             if not (isinstance(path, (str, os.PathLike)) or (name == "det_file" and path is None)):
                 kind = "a path (str or os.PathLike)" + (" or None" if name == "det_file" else "")
                 raise TypeError(f"{name} must be {kind}, got {type(path).__name__} {path!r}")
-        for name, flag in (("train", train), ("cache_images", cache_images)):
+        for name, flag in (
+            ("train", train),
+            ("cache_images", cache_images),
+            ("allow_outside_root", allow_outside_root),
+        ):
             if not isinstance(flag, bool):
                 raise TypeError(f"{name} must be a bool, got {type(flag).__name__} {flag!r}")
         self.keypoint_info = get_keypoint_info(keypoint_info)
@@ -273,6 +515,7 @@ class TopDownCocoDataset(Dataset[dict[str, torch.Tensor]]):
         self.skipped: dict[str, int] = {}
         self._cache: dict[str, np.ndarray] = {}
         self._bad: set[str] = set()
+        self.allow_outside_root = allow_outside_root
 
         k = self.keypoint_info.num_keypoints
         self._flip_index = np.asarray(self.keypoint_info.flip_index, dtype=np.int64)
@@ -292,58 +535,69 @@ class TopDownCocoDataset(Dataset[dict[str, torch.Tensor]]):
 
     # ------------------------------------------------------------------ loading
     def _load(self, det_score_threshold: float) -> None:
+        """Read and validate the annotation (and detection) file once; see :func:`_check_annotation`."""
         k = self.keypoint_info.num_keypoints
-        with open(self.ann_file, encoding="utf-8") as fh:
-            data = json.load(fh)
-        if not isinstance(data, dict) or "images" not in data:
-            raise ValueError(f"ann_file {self.ann_file} is not a COCO annotation file (no 'images' list)")
+        file = self.ann_file
+        data = _read_json("ann_file", file)
+        if not isinstance(data, dict) or not isinstance(data.get("images"), list):
+            raise ValueError(f"ann_file {file} is not a COCO annotation file (no 'images' list)")
+        annotations = data.get("annotations", [])
+        if not isinstance(annotations, list):
+            raise ValueError(
+                f"ann_file {file}: 'annotations' must be a list, got {type(annotations).__name__}"
+            )
         images = data["images"]
-        image_pos = {img["id"]: i for i, img in enumerate(images)}
-        self.image_files = [str(self.image_root / img["file_name"]) for img in images]
-        self.image_ids = [int(img["id"]) for img in images]
-        sizes = [(int(img.get("height", 0)), int(img.get("width", 0))) for img in images]
+        image_pos: dict[int, int] = {}
+        self.image_files = []
+        self.image_ids = []
+        sizes: list[tuple[int, int]] = []
+        for i, img in enumerate(images):
+            img_id, path, size = _check_image_entry(file, i, img, image_pos, self.image_root)
+            if not self.allow_outside_root and not _inside(path, self.image_root):
+                raise ValueError(
+                    f"ann_file {file}: image id {img_id} has file_name {img['file_name']!r}, which resolves "
+                    f"outside image_root {self.image_root}; pass allow_outside_root=True if that is intended"
+                )
+            image_pos[img_id] = i
+            self.image_files.append(path)
+            self.image_ids.append(img_id)
+            sizes.append(size)
+        self._sizes = sizes
 
-        stats = {"annotations": len(data.get("annotations", [])), "crowd": 0, "no_keypoints": 0}
+        stats = {"annotations": len(annotations), "crowd": 0, "no_keypoints": 0}
         stats.update({"empty_box": 0, "other_category": 0, "detections": 0, "below_threshold": 0})
+        stats["num_keypoints_mismatch"] = 0
         rows: list[tuple[int, list[float], np.ndarray, int, float, float]] = []
-        if self.det_file is None:
-            for ann in data.get("annotations", []):
-                if ann.get("category_id", 1) != 1:
-                    stats["other_category"] += 1
-                    continue
-                raw = np.asarray(ann.get("keypoints", []), dtype=np.float64)
-                if raw.size != 3 * k:
-                    raise ValueError(
-                        f"annotation {ann.get('id')} in {self.ann_file} has {raw.size} keypoint values, "
-                        f"expected 3*K={3 * k} for keypoint set {self.keypoint_info.name!r}"
-                    )
-                if ann.get("iscrowd", 0):
-                    stats["crowd"] += 1
-                    continue
-                raw = raw.reshape(k, 3)
-                if not (raw[:, 2] > 0).any():
-                    stats["no_keypoints"] += 1
-                    continue
-                if ann.get("image_id") not in image_pos:
-                    raise ValueError(
-                        f"annotation {ann.get('id')} in {self.ann_file} refers to image_id "
-                        f"{ann.get('image_id')!r}, which is not in its 'images' list"
-                    )
-                pos = image_pos[ann["image_id"]]
-                img_h, img_w = sizes[pos]
-                x, y, bw, bh = (float(v) for v in ann["bbox"])
-                if img_w > 0 and img_h > 0:  # clip to the image as MMPose does
-                    x1, y1 = min(max(x, 0.0), img_w - 1.0), min(max(y, 0.0), img_h - 1.0)
-                    x2, y2 = min(max(x + bw, 0.0), img_w - 1.0), min(max(y + bh, 0.0), img_h - 1.0)
-                    x, y, bw, bh = x1, y1, x2 - x1, y2 - y1
-                if bw <= 0 or bh <= 0:
-                    stats["empty_box"] += 1
-                    continue
-                area = float(ann.get("area", bw * bh))
-                rows.append((pos, [x, y, bw, bh], raw, int(ann["id"]), 1.0, area))
-        else:
-            with open(self.det_file, encoding="utf-8") as fh:
-                dets = json.load(fh)
+        ann_ids: set[int] = set()
+        for i, ann in enumerate(annotations):
+            checked = _check_annotation(file, i, ann, k, self.keypoint_info.name, ann_ids, image_pos)
+            if checked is None:
+                stats["other_category"] += int(self.det_file is None)
+                continue
+            raw, crowd, mismatch = checked
+            stats["num_keypoints_mismatch"] += int(mismatch)
+            if self.det_file is not None:
+                continue
+            if crowd:
+                stats["crowd"] += 1
+                continue
+            if not (raw[:, 2] > 0).any():
+                stats["no_keypoints"] += 1
+                continue
+            pos = image_pos[ann["image_id"]]
+            img_h, img_w = sizes[pos]
+            x, y, bw, bh = _check_box(file, ann)
+            if img_w > 0 and img_h > 0:  # clip to the image as MMPose does
+                x1, y1 = min(max(x, 0.0), img_w - 1.0), min(max(y, 0.0), img_h - 1.0)
+                x2, y2 = min(max(x + bw, 0.0), img_w - 1.0), min(max(y + bh, 0.0), img_h - 1.0)
+                x, y, bw, bh = x1, y1, x2 - x1, y2 - y1
+            if bw <= 0 or bh <= 0:
+                stats["empty_box"] += 1
+                continue
+            area = float(ann.get("area", bw * bh))
+            rows.append((pos, [x, y, bw, bh], raw, int(ann["id"]), 1.0, area))
+        if self.det_file is not None:
+            dets = _read_json("det_file", self.det_file)
             if not isinstance(dets, list):
                 raise ValueError(
                     f"det_file {self.det_file} must hold a list of detections, got {type(dets).__name__}"
@@ -357,8 +611,8 @@ class TopDownCocoDataset(Dataset[dict[str, torch.Tensor]]):
                     continue
                 stats["detections"] += 1
                 try:
-                    score = float(det["score"])
-                    x, y, bw, bh = (float(v) for v in det["bbox"])
+                    score = _finite(det["score"])
+                    x, y, bw, bh = (_finite(v) for v in det["bbox"])
                     image_id = det["image_id"]
                 except (KeyError, TypeError, ValueError) as error:
                     raise ValueError(
@@ -369,7 +623,10 @@ class TopDownCocoDataset(Dataset[dict[str, torch.Tensor]]):
                     stats["below_threshold"] += 1
                     continue
                 if image_id not in image_pos:
-                    raise ValueError(f"detection for image_id {image_id} not in {self.ann_file}")
+                    raise ValueError(
+                        f"det_file {self.det_file}: entry {i} is for image_id {image_id!r}, which is not "
+                        f"in {file}"
+                    )
                 if bw <= 0 or bh <= 0:
                     stats["empty_box"] += 1
                     continue
@@ -402,16 +659,22 @@ class TopDownCocoDataset(Dataset[dict[str, torch.Tensor]]):
         return self.image_files[int(self._image_index[index])]
 
     def find_unreadable_images(self, *, decode: bool = False) -> list[str]:
-        """Image files of this dataset that are missing (or, with ``decode``, fail to decode)."""
-        cv2 = require_cv2()
+        """Image files of this dataset that are missing or, with ``decode``, fail the checks of reading.
+
+        ``decode=True`` reads every file as an item would: truncated JPEG / PNG data, OpenCV decode
+        errors and sizes that differ from the annotation file's ``height`` / ``width`` count as unreadable.
+        """
         bad = []
         for pos in sorted(set(self._image_index.tolist())):
             path = self.image_files[pos]
-            missing = not os.path.isfile(path)
-            if missing or (
-                decode and cv2.imread(path, cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION) is None
-            ):
+            if not os.path.isfile(path):
                 bad.append(path)
+                continue
+            if decode:
+                try:
+                    _decode_image(path, self._sizes[pos])
+                except ImageReadError:
+                    bad.append(path)
         return bad
 
     # ------------------------------------------------------------------ items
@@ -420,20 +683,17 @@ class TopDownCocoDataset(Dataset[dict[str, torch.Tensor]]):
         cached = self._cache.get(path)
         if cached is not None:
             return cached
-        image = None
-        if path not in self._bad:
-            cv2 = require_cv2()
-            image = cv2.imread(path, cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
-        if image is None:
-            image_id = self.image_ids[self._image_index[index]]
-            where = f"(sample {index}, image_id {image_id}, ann_id {self._ann_ids[index]})"
-            if path in self._bad or not os.path.isfile(path):
-                raise ImageReadError(f"image file not found or unreadable: {path} {where}")
-            raise ImageReadError(f"could not decode image file {path} {where}")
+        pos = int(self._image_index[index])
+        where = f"(sample {index}, image_id {self.image_ids[pos]}, ann_id {self._ann_ids[index]})"
+        if path in self._bad:
+            raise ImageReadError(f"image file not found or unreadable: {path} {where}")
+        try:
+            image = _decode_image(path, self._sizes[pos])
+        except ImageReadError as err:
+            raise ImageReadError(f"{err} {where}") from None
         if self.cache_images:
             self._cache[path] = image
-        result: np.ndarray = image
-        return result
+        return image
 
     def _to_tensor(self, crop: np.ndarray) -> torch.Tensor:
         """``(3, H, W)`` RGB image (float32 normalised or uint8) from the ``(H, W, 3)`` BGR uint8 crop."""

@@ -72,8 +72,22 @@ def _load_json(name: str, source: str | os.PathLike[str]) -> Any:
     path = Path(source)
     if not path.is_file():
         raise FileNotFoundError(f"{name} file not found: {path}")
-    with path.open() as f:
-        return json.load(f)
+    try:
+        with path.open(encoding="utf-8") as f:
+            return json.load(f)
+    except json.JSONDecodeError as err:
+        raise ValueError(
+            f"{name} file {path} is not valid JSON: {err.msg} at line {err.lineno} column {err.colno}"
+        ) from None
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{name} file {path} is not UTF-8 JSON text ({err.reason})") from None
+
+
+def _is_number(value: Any) -> bool:
+    """A real number (Python or NumPy), not a bool or a string."""
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(
+        value, (bool, np.bool_)
+    )
 
 
 def _load_annotations(ann_file: AnnotationSource) -> dict[str, Any]:
@@ -174,6 +188,20 @@ def _check_results(results: list[dict[str, Any]], data: Mapping[str, Any], num_k
                 f"results[{i}] has {len(kp)} keypoint values, expected 3*{num_keypoints}={n_values} "
                 f"([x, y, score] per keypoint)"
             )
+        if isinstance(kp, np.ndarray):
+            if kp.dtype.kind not in "iuf":
+                raise ValueError(
+                    f"results[{i}]['keypoints'] must hold numbers, got an array of dtype {kp.dtype}"
+                )
+        elif not all(_is_number(v) for v in kp):
+            j = next(j for j, v in enumerate(kp) if not _is_number(v))
+            raise ValueError(
+                f"results[{i}]['keypoints'][{j}] must be a number, got {type(kp[j]).__name__} {kp[j]!r}"
+            )
+        if not _is_number(r["score"]):
+            raise ValueError(
+                f"results[{i}]['score'] must be a number, got {type(r['score']).__name__} {r['score']!r}"
+            )
     try:
         values = np.asarray([r["keypoints"] for r in results], dtype=np.float64)  # (N, 3K)
         scores = np.asarray([r["score"] for r in results], dtype=np.float64)  # (N,)
@@ -204,6 +232,15 @@ def _prepare_ground_truth(
             )
         copy = dict(ann)
         copy.setdefault("iscrowd", 0)
+        if "num_keypoints" not in copy:  # COCOeval ignores instances by it: recompute it from the flags
+            try:
+                flags = np.asarray(ann["keypoints"][2::3], dtype=np.float64)
+            except (TypeError, ValueError) as err:
+                raise ValueError(
+                    f"ann_file annotations[{i}] (id {ann.get('id')}) has no 'num_keypoints' and its keypoint "
+                    f"flags are not numbers ({err})"
+                ) from None
+            copy["num_keypoints"] = int((flags > 0).sum())
         if use_area:
             if "area" not in ann:
                 raise ValueError(
