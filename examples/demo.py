@@ -72,7 +72,9 @@ def _table(results: dict[str, dict[str, float]]) -> str:
     head = "variant".ljust(width) + "".join(f"{name:>11}" for name, _ in _COLUMNS)
     lines = [head, "-" * len(head)]
     for label, metrics in results.items():
-        cells = "".join(f"{100 * metrics[key]:11.1f}" if key in metrics else f"{'-':>11}" for _, key in _COLUMNS)
+        cells = "".join(
+            f"{100 * metrics[key]:11.1f}" if key in metrics else f"{'-':>11}" for _, key in _COLUMNS
+        )
         lines.append(label.ljust(width) + cells)
     return "\n".join(lines)
 
@@ -87,7 +89,8 @@ def _reading(results: dict[str, dict[str, float]], seeds: Sequence[int]) -> list
         share = f"{100 * gain / ceiling:.0f}%" if ceiling > 0 else "n/a (the oracle does not beat plain)"
         out.append(
             f"seed {seed}: the layer changes AP by {100 * gain:+.1f} (AP occluded "
-            f"{100 * (layer['AP_occluded'] - plain['AP_occluded']):+.1f}) over plain SimCC; a perfect visibility "
+            f"{100 * (layer['AP_occluded'] - plain['AP_occluded']):+.1f}) over plain SimCC; a perfect "
+            "visibility "
             f"mask gives {100 * ceiling:+.1f}, so the predicted mask reaches {share} of that. VisNet ranks "
             f"occluded below visible keypoints with ROC AUC {layer['vis_roc_auc']:.2f} and finds "
             f"{100 * layer['vis_occluded_recall']:.0f}% of the occluded ones at "
@@ -97,7 +100,9 @@ def _reading(results: dict[str, dict[str, float]], seeds: Sequence[int]) -> list
     if len(seeds) > 1:
         diffs = [results[f"visattn (seed {s})"]["AP"] - results[f"plain (seed {s})"]["AP"] for s in seeds]
         mean, std = mean_std(diffs)
-        out.append(f"over seeds {list(seeds)}: layer - plain = {100 * mean:+.1f} ± {100 * std:.1f} AP (paired).")
+        out.append(
+            f"over seeds {list(seeds)}: layer - plain = {100 * mean:+.1f} ± {100 * std:.1f} AP (paired)."
+        )
     else:
         out.append(
             "one seed: a difference is real only well above the seed-to-seed spread (about 0.5-1 AP here; "
@@ -127,7 +132,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.quick:
-        args.train_images, args.val_images, args.calib_images, args.steps, args.batch_size = 96, 32, 32, 30, 32
+        args.train_images, args.val_images, args.calib_images, args.steps, args.batch_size = (
+            96,
+            32,
+            32,
+            30,
+            32,
+        )
     for name in ("steps", "batch_size", "train_images", "val_images", "calib_images"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
@@ -138,16 +149,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     budget = Budget(steps=args.steps, batch_size=args.batch_size, lr=args.lr)
     print(
         f"visattn demo: {args.train_images} train / {args.val_images} val / {args.calib_images} calibration "
-        f"synthetic images, crops {INPUT_SIZE}, {budget.steps} steps x batch {budget.batch_size} per variant, "
-        f"seeds {args.seeds}, {torch.get_num_threads()} threads, CPU {torch.backends.cpu.get_cpu_capability()}"
+        f"synthetic images, crops {INPUT_SIZE}, {budget.steps} steps x batch {budget.batch_size} per "
+        f"variant, seeds {args.seeds}, {torch.get_num_threads()} threads, "
+        f"CPU {torch.backends.cpu.get_cpu_capability()}"
     )
     t0 = time.perf_counter()
     data = prepare_data(
-        out / "data", train_images=args.train_images, val_images=args.val_images, calib_images=args.calib_images
+        out / "data",
+        train_images=args.train_images,
+        val_images=args.val_images,
+        calib_images=args.calib_images,
     )
     stats = data.stats["train"]
     print(
-        f"[1/3] data ready in {time.perf_counter() - t0:.0f} s: {len(data.train)} train / {len(data.val)} val "
+        f"[1/3] data ready in {time.perf_counter() - t0:.0f} s: {len(data.train)} train / "
+        f"{len(data.val)} val "
         f"instances; {100 * stats['occluded_share']:.0f}% of labelled train keypoints occluded (objects "
         f"{100 * stats['object_share']:.0f}%, other people {100 * stats['person_share']:.0f}%, self "
         f"{100 * stats['self_share']:.0f}%)"
@@ -164,7 +180,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"      {label}: AP {100 * final['AP']:.1f} in {final['train_seconds']:.0f} s", flush=True)
             if label == "visattn" and shown is None:
                 shown = model
-    print("[3/3] results on the synthetic val set (COCO keypoint AP and VisNet metrics over labelled keypoints, %)\n")
+    print(
+        "[3/3] results on the synthetic val set "
+        "(COCO keypoint AP and VisNet metrics over labelled keypoints, %)\n"
+    )
     print(_table(results))
     print()
     for line in _reading(results, args.seeds):

@@ -85,7 +85,9 @@ def test_the_demo_layer_is_the_library_default() -> None:
 
     best = ablation.build_model(ablation.VARIANTS["best"], seed=0)
     torch.manual_seed(0)
-    default = SimCCAdapter(tiny_net(64), 64, 17, ablation.INPUT_SIZE, reasoner_kwargs={"embed_dim": 256, "depth": 2})
+    default = SimCCAdapter(
+        tiny_net(64), 64, 17, ablation.INPUT_SIZE, reasoner_kwargs={"embed_dim": 256, "depth": 2}
+    )
     assert best.reasoner is not None
     assert default.reasoner is not None
     assert repr(best.reasoner) == repr(default.reasoner)
