@@ -80,6 +80,12 @@ def test_ground_truth_fed_back() -> None:
         "vis_f1",
     ):
         assert out[name] == 1.0, name
+    for name in ("vis_balanced_accuracy", "vis_roc_auc", "vis_occluded_recall", "vis_occluded_precision"):
+        assert out[name] == 1.0, name
+    flags = inst["flags"]
+    labelled = flags[flags > 0]
+    share = max(int((labelled == 2).sum()), int((labelled == 1).sum())) / labelled.numel()
+    assert out["vis_majority_accuracy"] == pytest.approx(share)  # over the labelled keypoints only
     assert all(isinstance(v, float) for v in out.values())
 
 

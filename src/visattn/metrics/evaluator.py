@@ -11,8 +11,11 @@ box score, ground-truth keypoints, boxes and flags (for PCK) and VisNet logits (
   AR75, AP_easy, AP_medium, AP_hard`` (:func:`~visattn.metrics.crowdpose_ap`) and the suffixed subset
   keys use ``use_area=False`` (0.53 * box area as scale, as CrowdPose files have no area).
 - ``PCK_all, PCK_visible, PCK_occluded`` when ``gt_keypoints``, ``boxes`` and ``flags`` are given.
-- ``vis_accuracy, vis_precision, vis_recall, vis_f1, vis_visible_share`` when ``vis_logits`` and
-  ``flags`` are given.
+- ``vis_accuracy, vis_precision, vis_recall, vis_f1, vis_visible_share`` (over all keypoints, ``v = 0``
+  counted as occluded, the paper's convention) and ``vis_balanced_accuracy, vis_roc_auc,
+  vis_occluded_ap, vis_occluded_precision, vis_occluded_recall, vis_majority_accuracy`` (over the
+  labelled keypoints: does VisNet find the ``v = 1`` ones? see
+  :func:`~visattn.metrics.visibility_ranking_metrics`) when ``vis_logits`` and ``flags`` are given.
 
 Instance score of a COCO result (the usual top-down rescoring of MMPose / SimpleBaseline):
 ``bbox_score * mean(keypoint scores > kpt_score_threshold)``, 0 when no keypoint score passes.
@@ -44,7 +47,7 @@ from visattn.metrics.coco import (
 )
 from visattn.metrics.crowdpose import crowdpose_ap
 from visattn.metrics.pck import pck_by_subset
-from visattn.metrics.visibility import visibility_metrics
+from visattn.metrics.visibility import visibility_metrics, visibility_ranking_metrics
 
 __all__ = ["PoseEvaluator", "instance_scores", "oks_nms"]
 
@@ -450,10 +453,13 @@ class PoseEvaluator:
                 )
             )
         if "vis_logits" in state:
-            vis = visibility_metrics(
-                torch.from_numpy(state["vis_logits"]),
-                torch.from_numpy(state["flags"]).to(torch.int64),
-                threshold=self.vis_threshold,
-            )
+            logits = torch.from_numpy(state["vis_logits"])
+            flags = torch.from_numpy(state["flags"]).to(torch.int64)
+            vis = visibility_metrics(logits, flags, threshold=self.vis_threshold)
             out.update({f"vis_{name}": v for name, v in vis.items()})
+            labelled = flags > 0  # ranking metrics over labelled keypoints: occluded (v = 1) vs visible (v = 2)
+            ranking = visibility_ranking_metrics(
+                logits[labelled][None], flags[labelled][None], threshold=self.vis_threshold
+            )
+            out.update({f"vis_{name}": v for name, v in ranking.items()})
         return {name: float(v) for name, v in out.items()}
