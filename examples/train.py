@@ -92,12 +92,14 @@ from visattn.losses import (
     VisibilityAwareLoss,
     VisibilityBCELoss,
     VisibilityCELoss,
+    VisibilityFocalLoss,
 )
 from visattn.metrics import PoseEvaluator
+from visattn.reasoner import MASK_SOURCES, MASKINGS
 
-MASK_SOURCES = ("predicted", "ground_truth", "none", "mixed")
-MASKINGS = ("features", "attention", "both")
-VIS_LOSSES = ("bce", "ce")
+VISNET_EVIDENCE = ("features", "token")
+VIS_LOSSES = ("bce", "balanced", "focal", "ce")
+WARMUP_MAX_FRACTION_INV = 10  # the reasoner warm-up is capped at total_iters // 10
 REASONER_ONLY = {"post_norm": "--post-norm", "shared_qkv": "--shared-qkv"}
 
 #: Type and range of every numeric flag (command line and --config alike).
@@ -109,6 +111,7 @@ BOUNDS: dict[str, Bound] = {
     "split_ratio": Bound(float, 0.0, open_low=True),
     "sigma": Bound(float, 0.0, open_low=True),
     "gt_prob": Bound(float, 0.0, 1.0),
+    "visnet_context": Bound(int, 0),
     "embed_dim": Bound(int, 1),
     "depth": Bound(int, 1),
     "num_heads": Bound(int, 1),
@@ -180,6 +183,14 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--reasoner", action=argparse.BooleanOptionalAction, default=True, help="insert the layer")
     r.add_argument("--mask-source", default="predicted", choices=MASK_SOURCES, help="which visibility masks")
     r.add_argument("--masking", default="features", choices=MASKINGS, help="how occluded tokens are masked")
+    r.add_argument(
+        "--visnet-evidence", default="features", choices=VISNET_EVIDENCE,
+        help="what VisNet sees: the backbone features pooled at each keypoint too (default; SimCC head), or "
+        "the keypoint token alone (the paper)",
+    )  # fmt: skip
+    r.add_argument(
+        "--visnet-context", type=int, default=1, help="self-attention blocks over keypoints inside VisNet"
+    )
     r.add_argument("--gt-prob", type=float, default=0.5, help="P(ground truth) per sample with 'mixed'")
     r.add_argument("--embed-dim", type=int, default=512, help="reasoner width E")
     r.add_argument("--depth", type=int, default=3, help="reasoner blocks")
@@ -193,8 +204,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--shared-qkv", action="store_true", help="authors' code: one Q/K/V matrix shared by all heads"
     )
     r.add_argument(
-        "--vis-loss", default="bce", choices=VIS_LOSSES,
-        help="visibility loss: per-keypoint BCE (paper text) or ce (authors' code: VisibilityCELoss)",
+        "--vis-loss", default="balanced", choices=VIS_LOSSES,
+        help="visibility loss: class-balanced BCE (default, see docs 'Does it help?'), bce (paper text), "
+        "focal, or ce (authors' code: VisibilityCELoss)",
     )  # fmt: skip
     r.add_argument("--vis-weight", type=float, default=1.0, help="lambda of L = L_pose + lambda L_vis")
     r.add_argument("--pose-keypoints", default="all", choices=("all", "visible"), help="Table 1 switch")
@@ -276,7 +288,7 @@ def check_args(args: argparse.Namespace) -> None:
         raise CLIError(f"--gt-prob must be in [0, 1], got {args.gt_prob}", "pass a probability")
     if not args.reasoner:
         used = [flag for dest, flag in REASONER_ONLY.items() if getattr(args, dest)]
-        if args.vis_loss != "bce":
+        if args.vis_loss != "balanced":
             used.append(f"--vis-loss {args.vis_loss}")
         if used:
             raise CLIError(
@@ -296,7 +308,10 @@ def model_config(args: argparse.Namespace) -> ModelConfig:
         "mask_source": args.mask_source,
         "masking": args.masking,
         "gt_prob": args.gt_prob,
+        "visnet_context": args.visnet_context,
     }
+    if args.visnet_evidence == "token":
+        reasoner_kwargs["feature_channels"] = 0  # otherwise the SimCC adapter hands VisNet its features
     return ModelConfig(
         arch=args.arch,
         head=args.head,
@@ -392,6 +407,15 @@ class ResumableSampler(DistributedSampler):  # type: ignore[type-arg]
 # optimisation
 
 
+def make_vis_loss(name: str) -> nn.Module:
+    """The visibility loss module of ``--vis-loss``."""
+    if name == "ce":
+        return VisibilityCELoss()
+    if name == "focal":
+        return VisibilityFocalLoss()
+    return VisibilityBCELoss(balanced=name == "balanced")
+
+
 def param_groups(model: nn.Module, args: argparse.Namespace) -> list[dict[str, Any]]:
     """Two AdamW groups: everything at ``--lr`` (backbone, final conv, head, VisNet) and the reasoner
     blocks / embedding at ``--reasoner-lr``; no weight decay on biases and norm parameters."""
@@ -452,9 +476,12 @@ def build_scheduler(
         "gamma": args.gamma,
     }
     factors = []
+    # the warm-up never takes more than a tenth of the run (a 1,000-iteration warm-up in a short run would
+    # leave the reasoner at a fraction of its learning rate throughout)
+    warmup = min(args.warmup_iters, total // WARMUP_MAX_FRACTION_INV)
     for group in optimizer.param_groups:
         if group["name"].startswith("reasoner"):
-            factors.append(LRFactor(floor=0.0, warmup=args.warmup_iters, **common))
+            factors.append(LRFactor(floor=0.0, warmup=warmup, **common))
         else:
             factors.append(LRFactor(floor=args.min_lr_ratio, warmup=0, **common))
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factors)
@@ -671,13 +698,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     train_model: nn.Module = torch.compile(model) if args.compile else model
 
     pose_loss: nn.Module = SimCCKLLoss() if config.head == "simcc" else HeatmapMSELoss()
-    vis_loss: nn.Module = VisibilityCELoss() if args.vis_loss == "ce" else VisibilityBCELoss()
+    vis_loss = make_vis_loss(args.vis_loss)
     criterion = VisibilityAwareLoss(
         pose_loss, vis_weight=args.vis_weight, pose_keypoints=args.pose_keypoints, vis_loss=vis_loss
     )
     val_sampler = ShardSampler(len(val_set), info.rank, info.world_size)
     val_loader = DataLoader(val_set, batch_size=args.batch_size, sampler=val_sampler, **loader_kwargs)
-    evaluator = PoseEvaluator(val_ann, keypoint_info=args.keypoints, crowdpose=args.keypoints == "crowdpose")
+    reasoner = getattr(raw_model, "reasoner", None)
+    evaluator = PoseEvaluator(
+        val_ann, keypoint_info=args.keypoints, crowdpose=args.keypoints == "crowdpose",
+        vis_threshold=0.5 if reasoner is None else reasoner.threshold,
+    )  # fmt: skip
     logger = Logger(output, info.is_main, args.tensorboard, global_step=global_step)
     if info.is_main:
         n_params = sum(p.numel() for p in raw_model.parameters())
