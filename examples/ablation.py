@@ -7,8 +7,8 @@ stride 4: 16x12 keypoint maps, D = 192, 64 backbone channels; reasoner embed 256
 - where the reasoner's mask comes from (``mask_source``: none, predicted, ground truth, mixed; with
   scheduled teacher forcing);
 - what VisNet sees (the keypoint token, the paper; or also the backbone features pooled at the
-  keypoint and the other keypoints) and how it is trained (BCE, class-balanced BCE, focal; detached or
-  not), hard or soft masks, and whether the threshold is calibrated on a held-out split;
+  keypoint and the other keypoints) and how it is trained (BCE, class-balanced BCE, focal; detached
+  or not), hard or soft masks, and whether the threshold is calibrated on a held-out split;
 - occlusion augmentation (:func:`visattn.data.occlude_batch`) as augmentation, or as the only source of
   visibility labels.
 
@@ -83,7 +83,8 @@ class Variant:
         mask_source: the reasoner's mask source.
         features: VisNet also sees the backbone features pooled at each keypoint.
         context: self-attention blocks over keypoints inside VisNet.
-        detach: detach VisNet's inputs (the paper).
+        grad_scale: share of the visibility gradient VisNet passes back to the backbone (0: detached,
+            the paper).
         mask_mode: ``"hard"`` or ``"soft"``.
         vis_loss: ``"bce"``, ``"balanced"`` (class-balanced BCE) or ``"focal"``.
         teacher_forcing: ``mask_source="mixed"`` with the ground-truth share falling from 1 to 0.
@@ -98,7 +99,7 @@ class Variant:
     mask_source: str = "predicted"
     features: bool = False
     context: int = 0
-    detach: bool = True
+    grad_scale: float = 0.0
     mask_mode: str = "hard"
     vis_loss: str = "bce"
     teacher_forcing: bool = False
@@ -126,7 +127,9 @@ VARIANTS: dict[str, Variant] = {
         Variant("focal", vis_loss="focal", calibrate=True),
         Variant("features", features=True, calibrate=True),
         Variant("features_context", features=True, context=1, calibrate=True),
-        Variant("undetached", features=True, detach=False, calibrate=True),
+        Variant("undetached", features=True, grad_scale=1.0, calibrate=True),
+        Variant("features_grad0.1", features=True, grad_scale=0.1, calibrate=True),
+        Variant("features_grad0.01", features=True, grad_scale=0.01, calibrate=True),
         Variant("soft", mask_mode="soft"),
         Variant("teacher_forcing", mask_source="mixed", teacher_forcing=True, calibrate=True),
         Variant("best", **_BEST),
@@ -221,7 +224,7 @@ def build_model(variant: Variant, seed: int) -> SimCCAdapter:
         "mask_source": "mixed" if variant.teacher_forcing else variant.mask_source,
         "feature_channels": 64 if variant.features else 0,
         "visnet_context": variant.context,
-        "detach_visnet": variant.detach,
+        "visnet_grad_scale": variant.grad_scale,
         "mask_mode": variant.mask_mode,
     }
     return SimCCAdapter(tiny_net(64), 64, 17, INPUT_SIZE, reasoner_kwargs=kwargs)

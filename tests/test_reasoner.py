@@ -518,20 +518,29 @@ def test_visnet_sees_backbone_features_when_asked() -> None:
         r(tokens)
 
 
-@pytest.mark.parametrize("detach", [True, False])
-def test_detach_visnet_decides_whether_the_visibility_loss_reaches_the_tokens(detach: bool) -> None:
-    r = _small(feature_channels=4, detach_visnet=detach)
-    tokens = torch.randn(2, 5, 12, requires_grad=True)
-    features = torch.randn(2, 4, 3, 4, requires_grad=True)
-    r(tokens, features=features).vis_logits.sum().backward()
-    for grad in (tokens.grad, features.grad):
-        assert (grad is None or not grad.any()) if detach else (grad is not None and grad.abs().sum() > 0)
+@pytest.mark.parametrize("scale", [0.0, 0.25, 1.0])
+def test_visnet_grad_scale_sets_how_much_visibility_gradient_reaches_the_inputs(scale: float) -> None:
+    torch.manual_seed(0)
+    r = _small(feature_channels=4, visnet_grad_scale=scale)
+    full = _small(feature_channels=4, visnet_grad_scale=1.0)
+    full.load_state_dict(r.state_dict())
+    grads = []
+    for module in (r, full):
+        tokens = torch.randn(2, 5, 12, generator=torch.Generator().manual_seed(1)).requires_grad_()
+        features = torch.randn(2, 4, 3, 4, generator=torch.Generator().manual_seed(2)).requires_grad_()
+        out = module(tokens, features=features)
+        out.vis_logits.sum().backward()
+        grads.append([torch.zeros_like(t) if t.grad is None else t.grad for t in (tokens, features)])
+        assert_close(out.vis_logits, full(tokens, features=features).vis_logits)  # values never change
+    for scaled, whole in zip(*grads):
+        assert whole.abs().sum() > 0
+        assert_close(scaled, scale * whole)
 
 
 def test_bad_predictor_options() -> None:
     with pytest.raises(ValueError, match="mask_mode"):
         _small(mask_mode="fuzzy")
-    with pytest.raises(TypeError, match="detach_visnet"):
-        _small(detach_visnet=1)
+    with pytest.raises(ValueError, match="visnet_grad_scale"):
+        _small(visnet_grad_scale=1.5)
     with pytest.raises(ValueError, match="feature_channels"):
         _small(feature_channels=-2)

@@ -4,7 +4,8 @@ Data flow for tokens ``x (B, K, D)`` (one token per keypoint, e.g. a flattened `
 
 1. ``vis_logits = VisNet(x.detach(), features.detach())`` in float32 with autocast disabled, so the
    mask never differs from a float32 run and the visibility loss does not train the backbone (VisNet
-   sees the backbone ``features`` only when built with ``feature_channels``);
+   sees the backbone ``features`` only when built with ``feature_channels``; ``visnet_grad_scale > 0``
+   lets a scaled share of the visibility gradient through);
 2. ``visible`` from the mask source (predicted ``sigmoid >= vis_threshold``, ground-truth flags, none, or
    a per-sample mix: :func:`visattn.visibility.select_visible`), ``mask = 1`` visible /
    ``occluded_scale`` occluded (:func:`visattn.visibility.visibility_mask`), or with ``mask_mode="soft"``
@@ -61,6 +62,15 @@ def _init_linear(module: nn.Module) -> None:
         nn.init.trunc_normal_(module.weight, std=0.02)
         if module.bias is not None:
             nn.init.zeros_(module.bias)
+
+
+def _scale_grad(x: torch.Tensor, scale: float) -> torch.Tensor:
+    """``x`` in the forward pass; ``scale`` times its gradient in the backward pass (0: detached)."""
+    if scale == 0.0:
+        return x.detach()
+    if scale == 1.0:
+        return x
+    return x * scale + x.detach() * (1.0 - scale)
 
 
 class ReasonerBlock(nn.Module):
@@ -229,8 +239,10 @@ class VisibilityMaskedReasoner(nn.Module):
             (:func:`visattn.visnet.keypoint_evidence`); ``0`` gives VisNet the token alone (the paper).
             :class:`~visattn.adapters.SimCCAdapter` sets it to its backbone's channels by default.
         visnet_context: self-attention blocks over keypoints inside VisNet (0: none, the paper).
-        detach_visnet: detach VisNet's inputs (the paper: the visibility loss does not train the
-            backbone); ``False`` lets the visibility loss shape the backbone features too.
+        visnet_grad_scale: share of the visibility loss's gradient that flows from VisNet back into its
+            inputs (the tokens and backbone features), in [0, 1]: ``0`` detaches them (the paper: the
+            visibility loss does not train the backbone), ``1`` passes it whole; in between it is scaled
+            (the forward values never change).
         mask_mode: ``"hard" | "soft"``.
         act_layer: activation class of the block MLPs.
         norm_layer: normalisation class of the blocks.
@@ -279,7 +291,7 @@ class VisibilityMaskedReasoner(nn.Module):
         visnet_hidden: Sequence[int] = (64, 32),
         feature_channels: int = 0,
         visnet_context: int = 0,
-        detach_visnet: bool = True,
+        visnet_grad_scale: float = 0.0,
         mask_mode: str = "hard",
         act_layer: Callable[[], nn.Module] = nn.SiLU,
         norm_layer: Callable[..., nn.Module] = nn.LayerNorm,
@@ -303,11 +315,7 @@ class VisibilityMaskedReasoner(nn.Module):
         self.gt_prob = check_probability("gt_prob", gt_prob)
         self.masking = check_choice("masking", masking, MASKINGS)
         self.mask_mode = check_choice("mask_mode", mask_mode, MASK_MODES)
-        if not isinstance(detach_visnet, bool):
-            raise TypeError(
-                f"detach_visnet must be a bool, got {type(detach_visnet).__name__} {detach_visnet!r}"
-            )
-        self.detach_visnet = detach_visnet
+        self.visnet_grad_scale = check_probability("visnet_grad_scale", visnet_grad_scale)
         if isinstance(visnet_hidden, (str, bytes)) or not isinstance(visnet_hidden, Sequence):
             raise TypeError(
                 f"visnet_hidden must be a sequence of positive ints, got {type(visnet_hidden).__name__}"
@@ -389,9 +397,8 @@ class VisibilityMaskedReasoner(nn.Module):
     def _visnet_logits(self, tokens: torch.Tensor, features: torch.Tensor | None) -> torch.Tensor:
         """VisNet on (detached) tokens with autocast off, in VisNet's parameter dtype (float32 by default)."""
         param_dtype = next(self.visnet.parameters()).dtype
-        if self.detach_visnet:
-            tokens = tokens.detach()
-            features = None if features is None else features.detach()
+        tokens = _scale_grad(tokens, self.visnet_grad_scale)
+        features = None if features is None else _scale_grad(features, self.visnet_grad_scale)
         with torch.autocast(device_type=tokens.device.type, enabled=False):
             logits: torch.Tensor = self.visnet(
                 tokens.to(param_dtype), None if features is None else features.to(param_dtype)

@@ -91,7 +91,7 @@ def test_the_demo_layer_is_the_library_default() -> None:
     assert best.reasoner is not None
     assert default.reasoner is not None
     assert repr(best.reasoner) == repr(default.reasoner)
-    assert best.reasoner.detach_visnet == default.reasoner.detach_visnet
+    assert best.reasoner.visnet_grad_scale == default.reasoner.visnet_grad_scale
     shapes = {k: tuple(v.shape) for k, v in best.state_dict().items()}
     assert shapes == {k: tuple(v.shape) for k, v in default.state_dict().items()}
     assert ablation.VARIANTS["best"].vis_loss == "balanced"  # the visibility loss the docs recommend

@@ -457,7 +457,9 @@ class PoseEvaluator:
             flags = torch.from_numpy(state["flags"]).to(torch.int64)
             vis = visibility_metrics(logits, flags, threshold=self.vis_threshold)
             out.update({f"vis_{name}": v for name, v in vis.items()})
-            labelled = flags > 0  # ranking metrics over labelled keypoints: occluded (v = 1) vs visible (v = 2)
+            labelled = (
+                flags > 0
+            )  # ranking metrics over labelled keypoints: occluded (v = 1) vs visible (v = 2)
             ranking = visibility_ranking_metrics(
                 logits[labelled][None], flags[labelled][None], threshold=self.vis_threshold
             )
