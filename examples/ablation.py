@@ -112,7 +112,10 @@ class Variant:
         return self.reasoner and self.mask_source in ("predicted", "mixed")
 
 
-_BEST = {"features": True, "context": 1, "vis_loss": "balanced", "calibrate": True}
+#: The library's default layer (``SimCCAdapter`` with its default reasoner): chosen from the seed-0
+#: screening of every option (pooled features + a 1% visibility gradient gave the best AUC at no AP cost,
+#: soft masks the best AP), then measured with every seed.
+_BEST: dict[str, Any] = {"features": True, "grad_scale": 0.01, "mask_mode": "soft", "calibrate": True}
 
 #: Every variant of the benchmark, in table order.
 VARIANTS: dict[str, Variant] = {

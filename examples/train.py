@@ -95,7 +95,7 @@ from visattn.losses import (
     VisibilityFocalLoss,
 )
 from visattn.metrics import PoseEvaluator
-from visattn.reasoner import MASK_SOURCES, MASKINGS
+from visattn.reasoner import MASK_MODES, MASK_SOURCES, MASKINGS
 
 VISNET_EVIDENCE = ("features", "token")
 VIS_LOSSES = ("bce", "balanced", "focal", "ce")
@@ -112,6 +112,7 @@ BOUNDS: dict[str, Bound] = {
     "sigma": Bound(float, 0.0, open_low=True),
     "gt_prob": Bound(float, 0.0, 1.0),
     "visnet_context": Bound(int, 0),
+    "visnet_grad_scale": Bound(float, 0.0, 1.0),
     "embed_dim": Bound(int, 1),
     "depth": Bound(int, 1),
     "num_heads": Bound(int, 1),
@@ -189,8 +190,16 @@ def build_parser() -> argparse.ArgumentParser:
         "the keypoint token alone (the paper)",
     )  # fmt: skip
     r.add_argument(
-        "--visnet-context", type=int, default=1, help="self-attention blocks over keypoints inside VisNet"
+        "--visnet-context", type=int, default=0, help="self-attention blocks over keypoints inside VisNet"
     )
+    r.add_argument(
+        "--visnet-grad-scale", type=float, default=0.01,
+        help="share of the visibility gradient VisNet passes back to the backbone (0: detached, the paper)",
+    )  # fmt: skip
+    r.add_argument(
+        "--mask-mode", default="soft", choices=MASK_MODES,
+        help="soft: mask = s + (1 - s) p(visible) (default); hard: 1 / s at the threshold (the paper)",
+    )  # fmt: skip
     r.add_argument("--gt-prob", type=float, default=0.5, help="P(ground truth) per sample with 'mixed'")
     r.add_argument("--embed-dim", type=int, default=512, help="reasoner width E")
     r.add_argument("--depth", type=int, default=3, help="reasoner blocks")
@@ -204,9 +213,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--shared-qkv", action="store_true", help="authors' code: one Q/K/V matrix shared by all heads"
     )
     r.add_argument(
-        "--vis-loss", default="balanced", choices=VIS_LOSSES,
-        help="visibility loss: class-balanced BCE (default, see docs 'Does it help?'), bce (paper text), "
-        "focal, or ce (authors' code: VisibilityCELoss)",
+        "--vis-loss", default="bce", choices=VIS_LOSSES,
+        help="visibility loss: per-keypoint BCE (paper text), class-balanced BCE, focal, or ce (authors' "
+        "code: VisibilityCELoss)",
     )  # fmt: skip
     r.add_argument("--vis-weight", type=float, default=1.0, help="lambda of L = L_pose + lambda L_vis")
     r.add_argument("--pose-keypoints", default="all", choices=("all", "visible"), help="Table 1 switch")
@@ -288,7 +297,7 @@ def check_args(args: argparse.Namespace) -> None:
         raise CLIError(f"--gt-prob must be in [0, 1], got {args.gt_prob}", "pass a probability")
     if not args.reasoner:
         used = [flag for dest, flag in REASONER_ONLY.items() if getattr(args, dest)]
-        if args.vis_loss != "balanced":
+        if args.vis_loss != "bce":
             used.append(f"--vis-loss {args.vis_loss}")
         if used:
             raise CLIError(
@@ -309,6 +318,8 @@ def model_config(args: argparse.Namespace) -> ModelConfig:
         "masking": args.masking,
         "gt_prob": args.gt_prob,
         "visnet_context": args.visnet_context,
+        "visnet_grad_scale": args.visnet_grad_scale,
+        "mask_mode": args.mask_mode,
     }
     if args.visnet_evidence == "token":
         reasoner_kwargs["feature_channels"] = 0  # otherwise the SimCC adapter hands VisNet its features

@@ -144,7 +144,11 @@ def _infer(
         shared_qkv=True,
         mask_source="predicted",
         masking="features",
+        mask_mode="hard",
         visnet_hidden=visnet_hidden,
+        feature_channels=0,
+        visnet_context=0,
+        visnet_grad_scale=0.0,
         act_layer=nn.SiLU,
         norm_layer=nn.LayerNorm,
     )
