@@ -140,7 +140,7 @@ def test_inferred_configuration() -> None:
 
 
 def test_paper_sized_checkpoint() -> None:
-    reasoner = VisibilityMaskedReasoner(3072, 17, norm_first=False, shared_qkv=True)
+    reasoner = VisibilityMaskedReasoner(3072, 17, norm_first=False, shared_qkv=True, mask_mode="hard")
     ckpt = to_official_checkpoint(reasoner, SimCCHead(3072, (256, 192), bias=False))
     tr = ckpt["transformer_state_dict"]
     assert tr["module.layers.0.attention.query_matrix.weight"].shape == (256, 256)
@@ -207,6 +207,6 @@ def test_to_official_rejects_other_parameterisations() -> None:
     pre = VisibilityMaskedReasoner(D, 5, embed_dim=E)
     with pytest.raises(ValueError, match="pre-norm"):
         to_official_checkpoint(pre, SimCCHead(D, (8, 6), bias=False))
-    post = VisibilityMaskedReasoner(D, 5, embed_dim=E, norm_first=False, shared_qkv=True)
+    post = VisibilityMaskedReasoner(D, 5, embed_dim=E, norm_first=False, shared_qkv=True, mask_mode="hard")
     with pytest.raises(ValueError, match="head has a bias"):
         to_official_checkpoint(post, SimCCHead(D, (8, 6)))

@@ -235,7 +235,8 @@ def test_onnx_without_reasoner_has_no_vis_probs(tmp_path: Path) -> None:
 def test_exported_graph_keeps_the_calibrated_threshold_and_rich_visnet(fmt: str, tmp_path: Path) -> None:
     """The vis_threshold buffer and VisNet's backbone evidence / keypoint context travel with the export."""
     torch.manual_seed(0)
-    model = SimCCAdapter(_backbone(), 8, K, INPUT, reasoner_kwargs={**SMALL, "visnet_context": 1})
+    kwargs = {**SMALL, "visnet_context": 1, "mask_mode": "hard"}  # hard masks: the threshold decides
+    model = SimCCAdapter(_backbone(), 8, K, INPUT, reasoner_kwargs=kwargs)
     assert model.reasoner is not None
     assert model.reasoner.feature_channels == 8
     images = torch.randn(3, 3, *INPUT)

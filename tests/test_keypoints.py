@@ -451,7 +451,12 @@ def test_real_coco_wholebody_sample(tmp_path: Path) -> None:
     assert data["categories"][0]["keypoints"] == list(COCO_WHOLEBODY_KEYPOINTS.names[:17])
     for ann in data["annotations"]:
         assert [len(ann[p]) // 3 for p in parts] == [17, 6, 68, 21, 21]
-        ann["keypoints"] = [value for p in parts for value in ann[p]]
+        joined_values = [value for p in parts for value in ann[p]]
+        # the face / hand / foot fields store a confidence as third value; like MMPose's loader, a
+        # positive one counts as labelled (here: visible, v = 2) and 0 as not labelled
+        joined_values[2::3] = [v if float(v).is_integer() and v in (0, 1, 2) else (2 if v > 0 else 0)
+                               for v in joined_values[2::3]]  # fmt: skip
+        ann["keypoints"] = joined_values
     joined = tmp_path / "wholebody_joined.json"
     joined.write_text(json.dumps(data))
     dataset = TopDownCocoDataset(joined, root / "coco", keypoint_info="coco_wholebody", input_size=(64, 48))

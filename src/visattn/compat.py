@@ -166,6 +166,14 @@ def _check_authors_layout(reasoner: VisibilityMaskedReasoner, head: SimCCHead) -
             problems.append(f"blocks[{i}].attn is not shared_qkv without bias")
         if not (isinstance(block.norm1, nn.LayerNorm) and isinstance(block.norm2, nn.LayerNorm)):
             problems.append(f"blocks[{i}] norms are not LayerNorm")
+    if reasoner.feature_channels or reasoner.visnet.context_depth:
+        problems.append(
+            "VisNet sees backbone features or keypoint context (need feature_channels=0, visnet_context=0)"
+        )
+    if reasoner.mask_mode != "hard":
+        problems.append(
+            f"mask_mode is {reasoner.mask_mode!r} (need 'hard': the authors' mask is thresholded)"
+        )
     if head.x_head.bias is not None or head.y_head.bias is not None:
         problems.append("head has a bias (need bias=False)")
     if head.in_dim != reasoner.in_dim:
@@ -208,7 +216,8 @@ def to_official_checkpoint(
         ``model_state_dict`` for the backbone to get a complete file for ``torch.save``.
 
     Example:
-        >>> reasoner = VisibilityMaskedReasoner(12, 17, embed_dim=8, norm_first=False, shared_qkv=True)
+        >>> authors = {"norm_first": False, "shared_qkv": True, "mask_mode": "hard"}
+        >>> reasoner = VisibilityMaskedReasoner(12, 17, embed_dim=8, **authors)
         >>> ckpt = to_official_checkpoint(reasoner, SimCCHead(12, (8, 6), bias=False))
         >>> ckpt["transformer_state_dict"]["module.layers.0.attention.query_matrix.weight"].shape
         torch.Size([4, 4])
@@ -279,7 +288,8 @@ def from_official_checkpoint(
         TypeError: ``ckpt`` is neither a mapping nor a path.
 
     Example:
-        >>> reasoner = VisibilityMaskedReasoner(12, 17, embed_dim=8, norm_first=False, shared_qkv=True)
+        >>> authors = {"norm_first": False, "shared_qkv": True, "mask_mode": "hard"}
+        >>> reasoner = VisibilityMaskedReasoner(12, 17, embed_dim=8, **authors)
         >>> ckpt = to_official_checkpoint(reasoner, SimCCHead(12, (8, 6), bias=False))
         >>> loaded, head = from_official_checkpoint(ckpt)
         >>> head.input_size, loaded.blocks[0].attn.num_heads

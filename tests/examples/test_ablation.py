@@ -94,4 +94,8 @@ def test_the_demo_layer_is_the_library_default() -> None:
     assert best.reasoner.visnet_grad_scale == default.reasoner.visnet_grad_scale
     shapes = {k: tuple(v.shape) for k, v in best.state_dict().items()}
     assert shapes == {k: tuple(v.shape) for k, v in default.state_dict().items()}
-    assert ablation.VARIANTS["best"].vis_loss == "balanced"  # the visibility loss the docs recommend
+    from visattn.losses import SimCCKLLoss, VisibilityAwareLoss, VisibilityBCELoss
+
+    default_loss = VisibilityAwareLoss(SimCCKLLoss()).vis_loss  # what the demo's layer is trained with
+    assert isinstance(default_loss, VisibilityBCELoss)
+    assert ablation.VARIANTS["best"].vis_loss == ("balanced" if default_loss.balanced else "bce")
