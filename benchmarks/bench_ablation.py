@@ -45,7 +45,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
 
-from ablation import VARIANTS, Budget, Data, mean_std, prepare_data, run_variant, variant_options
+from ablation import QUICK, VARIANTS, Budget, Data, mean_std, prepare_data, run_variant, variant_options
 
 POSE_KEYS = ("AP", "AP50", "AP75", "AP_visible", "AP_occluded")
 VIS_KEYS = (
@@ -202,13 +202,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true", help="smoke run: 96/32/32 images, 20 steps, seed 0")
     args = p.parse_args(argv)
     if args.quick:
-        args.train_images, args.val_images, args.calib_images, args.steps, args.batch_size = (
-            96,
-            32,
-            32,
-            20,
-            32,
-        )
+        vars(args).update(QUICK)
         args.seeds = args.seeds[:1]
     for name in ("steps", "batch_size", "jobs", "threads", "train_images", "val_images", "calib_images"):
         if getattr(args, name) < 1:

@@ -57,6 +57,7 @@ from visattn.visibility import teacher_forcing_prob
 
 __all__ = [
     "INPUT_SIZE",
+    "QUICK",
     "VARIANTS",
     "Budget",
     "Crops",
@@ -70,6 +71,8 @@ __all__ = [
 ]
 
 INPUT_SIZE = (64, 48)
+#: ``--quick`` sizes of the demo and the benchmark (a smoke run: tens of seconds).
+QUICK = {"train_images": 96, "val_images": 32, "calib_images": 32, "steps": 20, "batch_size": 32}
 _META_KEYS = ("center", "scale", "rotation", "image_id", "ann_id", "bbox_score", "area")
 
 

@@ -47,7 +47,7 @@ from pathlib import Path
 
 import torch
 
-from ablation import INPUT_SIZE, VARIANTS, Budget, mean_std, prepare_data, run_variant
+from ablation import INPUT_SIZE, QUICK, VARIANTS, Budget, mean_std, prepare_data, run_variant
 from engine import OneLineArgumentParser, json_default, run_cli
 from visattn import COCO_KEYPOINTS
 from visattn.codecs import SimCCCodec
@@ -124,7 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--val-images", type=int, default=600)
     p.add_argument("--calib-images", type=int, default=300)
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch default)")
-    p.add_argument("--quick", action="store_true", help="smoke run: 96/32/32 images, 30 steps")
+    p.add_argument("--quick", action="store_true", help="smoke run: 96/32/32 images, 20 steps")
     return p
 
 
@@ -132,13 +132,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.quick:
-        args.train_images, args.val_images, args.calib_images, args.steps, args.batch_size = (
-            96,
-            32,
-            32,
-            30,
-            32,
-        )
+        vars(args).update(QUICK)
     for name in ("steps", "batch_size", "train_images", "val_images", "calib_images"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")

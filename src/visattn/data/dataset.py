@@ -20,7 +20,6 @@ Shape alphabet: K keypoints, H x W input crop, B batch.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from collections.abc import Sequence
@@ -32,6 +31,7 @@ import torch
 from torch.utils.data import Dataset
 
 from visattn._checks import check_choice, check_size_pair
+from visattn._json import read_json
 from visattn.data._augment import AugmentConfig, draw_augment, half_body_box
 from visattn.data._deps import require_cv2
 from visattn.data.occlusion import RandomOcclusion
@@ -148,19 +148,6 @@ def _affine_matrix(center: np.ndarray, scale_w: float, rotation: float, size: tu
 _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 _JPEG_SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}  # start-of-frame markers (not DHT/JPG/DAC)
 _NUMBER_TYPES = (int, float)
-
-
-def _read_json(name: str, path: Path) -> Any:
-    """``json.load`` whose parse errors name the file (``name`` is the argument, e.g. ``ann_file``)."""
-    try:
-        with open(path, encoding="utf-8") as fh:
-            return json.load(fh)
-    except json.JSONDecodeError as err:
-        raise ValueError(
-            f"{name} {path} is not valid JSON: {err.msg} at line {err.lineno} column {err.colno}"
-        ) from None
-    except UnicodeDecodeError as err:
-        raise ValueError(f"{name} {path} is not UTF-8 JSON text ({err.reason} at byte {err.start})") from None
 
 
 def _is_int(value: Any) -> bool:
@@ -538,7 +525,7 @@ class TopDownCocoDataset(Dataset[dict[str, torch.Tensor]]):
         """Read and validate the annotation (and detection) file once; see :func:`_check_annotation`."""
         k = self.keypoint_info.num_keypoints
         file = self.ann_file
-        data = _read_json("ann_file", file)
+        data = read_json(file, "ann_file")
         if not isinstance(data, dict) or not isinstance(data.get("images"), list):
             raise ValueError(f"ann_file {file} is not a COCO annotation file (no 'images' list)")
         annotations = data.get("annotations", [])
@@ -597,7 +584,7 @@ class TopDownCocoDataset(Dataset[dict[str, torch.Tensor]]):
             area = float(ann.get("area", bw * bh))
             rows.append((pos, [x, y, bw, bh], raw, int(ann["id"]), 1.0, area))
         if self.det_file is not None:
-            dets = _read_json("det_file", self.det_file)
+            dets = read_json(self.det_file, "det_file")
             if not isinstance(dets, list):
                 raise ValueError(
                     f"det_file {self.det_file} must hold a list of detections, got {type(dets).__name__}"

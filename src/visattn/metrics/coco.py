@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
 import math
 import os
 from collections.abc import Iterator, Mapping, Sequence
@@ -25,6 +24,7 @@ import numpy as np
 import torch
 
 from visattn._checks import check_choice, check_flags, check_tensor
+from visattn._json import read_json
 from visattn.keypoints import COCO_KEYPOINTS, CROWDPOSE_KEYPOINTS, KeypointInfo, get_keypoint_info
 
 __all__ = ["COCO_STAT_NAMES", "SUBSETS", "coco_keypoint_ap", "keypoint_oks"]
@@ -72,15 +72,7 @@ def _load_json(name: str, source: str | os.PathLike[str]) -> Any:
     path = Path(source)
     if not path.is_file():
         raise FileNotFoundError(f"{name} file not found: {path}")
-    try:
-        with path.open(encoding="utf-8") as f:
-            return json.load(f)
-    except json.JSONDecodeError as err:
-        raise ValueError(
-            f"{name} file {path} is not valid JSON: {err.msg} at line {err.lineno} column {err.colno}"
-        ) from None
-    except UnicodeDecodeError as err:
-        raise ValueError(f"{name} file {path} is not UTF-8 JSON text ({err.reason})") from None
+    return read_json(path, f"{name} file")
 
 
 def _is_number(value: Any) -> bool:
