@@ -466,3 +466,15 @@ def test_reason_returns_the_reasoner_output_of_forward() -> None:
     assert hm_out.heatmaps.shape == (2, 17, 8, 6)
     with pytest.raises(ValueError, match="reasoner=False"):
         _simcc(reasoner=False).reason(images)
+
+
+def test_images_of_another_dtype_or_device_get_visattn_errors() -> None:
+    model = _simcc()
+    with pytest.raises(TypeError, match=r"images has dtype torch.float64 but the model's parameters"):
+        model(torch.randn(2, 3, *INPUT, dtype=torch.float64))
+    with pytest.raises(ValueError, match=r"images is on meta but the model's parameters are on cpu"):
+        model(torch.randn(2, 3, *INPUT, device="meta"))
+    heatmap = HeatmapAdapter(nn.Conv2d(3, 17, 3, stride=4, padding=1), 17, heatmap_size=(8, 6),
+                             reasoner_kwargs={"embed_dim": 16, "depth": 1})  # fmt: skip
+    with pytest.raises(TypeError, match=r"images has dtype torch.float64 but the pose model's parameters"):
+        heatmap(torch.randn(2, 3, 32, 24, dtype=torch.float64))

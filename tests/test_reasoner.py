@@ -557,3 +557,15 @@ def test_defaults_are_the_measured_best_configuration() -> None:
     assert r.visnet_grad_scale == 0.01
     assert r.feature_channels == 0  # a bare reasoner has no backbone features; SimCCAdapter passes them
     assert r.threshold == 0.5
+
+
+def test_dtype_and_device_mismatches_get_visattn_errors() -> None:
+    r = _small()
+    with pytest.raises(
+        TypeError, match=r"tokens has dtype torch.float64 but the reasoner's parameters are torch.float32"
+    ):
+        r(torch.randn(2, 5, 12, dtype=torch.float64))
+    with pytest.raises(ValueError, match=r"tokens is on meta but the reasoner's parameters are on cpu"):
+        r(torch.randn(2, 5, 12, device="meta"))
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # autocast handles a dtype difference itself
+        assert r(torch.randn(2, 5, 12).bfloat16()).tokens.shape == (2, 5, 12)

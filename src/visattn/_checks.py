@@ -157,3 +157,29 @@ def check_choice(name: str, value: Any, choices: Sequence[str]) -> str:
     if value not in choices:
         raise ValueError(f"{name} must be one of {list(choices)}, got {value!r}")
     return str(value)
+
+
+def check_matches_parameters(name: str, value: torch.Tensor, parameter: torch.Tensor, owner: str) -> None:
+    """Raise visattn's error when ``value`` is on another device than ``parameter``, or of another
+    floating dtype while autocast is off (instead of torch's ``mat1 and mat2`` message deep inside).
+
+    Args:
+        name: argument name used in the message.
+        value: the input tensor.
+        parameter: a parameter of the module that consumes it.
+        owner: the module's name for the message.
+    """
+    if value.device != parameter.device:
+        raise ValueError(
+            f"{name} is on {value.device} but the {owner}'s parameters are on {parameter.device}; "
+            f"move one of them, e.g. {name}.to({str(parameter.device)!r}) or model.to({str(value.device)!r})"
+        )
+    if (
+        value.is_floating_point()
+        and value.dtype != parameter.dtype
+        and not torch.is_autocast_enabled(value.device.type)
+    ):
+        raise TypeError(
+            f"{name} has dtype {value.dtype} but the {owner}'s parameters are {parameter.dtype}; convert one "
+            f"of them (e.g. {name}.to({parameter.dtype})) or run under torch.autocast"
+        )

@@ -28,7 +28,13 @@ from typing import Any, NamedTuple
 import torch
 from torch import nn
 
-from visattn._checks import check_flags, check_positive_int, check_size_pair, check_tensor
+from visattn._checks import (
+    check_flags,
+    check_matches_parameters,
+    check_positive_int,
+    check_size_pair,
+    check_tensor,
+)
 from visattn.heads import SimCCHead
 from visattn.reasoner import ReasonerOutput, VisibilityMaskedReasoner
 
@@ -304,6 +310,7 @@ class SimCCAdapter(nn.Module):
         """Backbone features ``(B, C, Hf, Wf)`` and keypoint tokens ``(B, K, D)``."""
         height, width = self.input_size
         check_tensor("images", images, "B C H W", floating=True, C=3, H=height, W=width)
+        check_matches_parameters("images", images, self.final_layer.weight, "model")
         feature = select_feature_map(self.backbone(images), "backbone output")
         height, width = self.feature_size
         check_tensor(
@@ -430,6 +437,9 @@ class HeatmapAdapter(nn.Module):
     def _heatmaps(self, images: torch.Tensor) -> torch.Tensor:
         """The wrapped model's checked ``(B, K, Hf, Wf)`` heatmaps."""
         check_tensor("images", images, "B C H W", floating=True, C=3)
+        parameter = next(self.pose_model.parameters(), None)
+        if parameter is not None:
+            check_matches_parameters("images", images, parameter, "pose model")
         heatmaps = select_feature_map(self.pose_model(images), "pose_model output")
         height, width = self.heatmap_size
         check_tensor("pose_model output", heatmaps, "B K Hf Wf", K=self.num_keypoints, Hf=height, Wf=width)

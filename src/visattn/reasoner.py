@@ -28,6 +28,7 @@ from torch import nn
 
 from visattn._checks import (
     check_choice,
+    check_matches_parameters,
     check_positive_float,
     check_positive_int,
     check_probability,
@@ -430,6 +431,7 @@ class VisibilityMaskedReasoner(nn.Module):
             :class:`ReasonerOutput` ``(tokens, vis_logits, mask, visible, attn)``.
         """
         check_tensor("tokens", tokens, "B K D", floating=True, K=self.num_keypoints, D=self.in_dim)
+        check_matches_parameters("tokens", tokens, self.embed.weight, "reasoner")
         gt_visible: torch.Tensor | None = None
         if visible is not None:
             check_tensor("visible", visible, "B K", B=tokens.shape[0], K=self.num_keypoints)

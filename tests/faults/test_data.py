@@ -428,7 +428,9 @@ def test_loss_names_the_weights_when_they_disagree_with_the_prediction() -> None
 
 
 def test_truncated_official_checkpoint_names_its_path(tmp_path: Path) -> None:
-    reasoner = VisibilityMaskedReasoner(12, K, embed_dim=8, norm_first=False, shared_qkv=True, mask_mode="hard")
+    reasoner = VisibilityMaskedReasoner(
+        12, K, embed_dim=8, norm_first=False, shared_qkv=True, mask_mode="hard"
+    )
     path = tmp_path / "official.pth"
     torch.save(to_official_checkpoint(reasoner, SimCCHead(12, (8, 6), bias=False)), path)
     from_official_checkpoint(path)  # intact: loads
