@@ -61,10 +61,14 @@ VIS_KEYS = (
 _DATA: Data | None = None  # set before the worker processes fork
 
 
+def _run_path(runs: Path, name: str, seed: int, budget: Budget) -> Path:
+    return runs / f"{name}_seed{seed}_{budget.steps}x{budget.batch_size}_lr{budget.lr:g}.json"
+
+
 def _job(args: tuple[str, int, Budget, int, Path]) -> tuple[str, int, dict[str, dict[str, float]]]:
     """Train and evaluate one (variant, seed); its rows are saved to ``runs/`` so a rerun skips it."""
     name, seed, budget, threads, runs = args
-    path = runs / f"{name}_seed{seed}_{budget.steps}x{budget.batch_size}_lr{budget.lr:g}.json"
+    path = _run_path(runs, name, seed, budget)
     if path.exists():
         rows: dict[str, dict[str, float]] = json.loads(path.read_text())
         print(f"  reused {path.name}", flush=True)
@@ -124,13 +128,13 @@ def _pm(
 def markdown(summary: dict[str, dict[str, Any]], order: Sequence[str]) -> str:
     """The pose table and the visibility table."""
     lines = [
-        "| variant | AP | AP50 | AP75 | AP vis | AP occ | ΔAP vs plain | ΔAP occ vs plain | ΔAP vs no-mask "
+        "| variant | seeds | AP | AP50 | AP75 | AP vis | AP occ | ΔAP vs plain | ΔAP occ vs plain | ΔAP vs no-mask "
         "| oracle gain recovered |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in order:
         s = summary[row]
-        cells = [_pm(s.get(k)) for k in POSE_KEYS]
+        cells = [str(len(s["seeds"]))] + [_pm(s.get(k)) for k in POSE_KEYS]
         cells += [
             _pm(s.get(k), signed=True) for k in ("dAP_vs_plain", "dAP_occluded_vs_plain", "dAP_vs_none")
         ]
@@ -200,6 +204,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--output", type=Path, default=Path("bench_out/ablation"))
     p.add_argument("--data", type=Path, default=None, help="data folder (default: OUTPUT/data)")
     p.add_argument("--quick", action="store_true", help="smoke run: 96/32/32 images, 20 steps, seed 0")
+    p.add_argument(
+        "--report-only", action="store_true",
+        help="train nothing: tabulate the saved runs of these variants and seeds (missing ones are left out)",
+    )  # fmt: skip
     args = p.parse_args(argv)
     if args.quick:
         vars(args).update(QUICK)
@@ -244,8 +252,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     runs = args.output / "runs" / f"data_{args.train_images}_{args.val_images}_{args.calib_images}"
     runs.mkdir(parents=True, exist_ok=True)
     jobs = [(name, seed, budget, args.threads, runs) for seed in args.seeds for name in args.variants]
+    if args.report_only:
+        jobs = [job for job in jobs if _run_path(job[4], job[0], job[1], budget).exists()]
     per_seed: dict[str, dict[int, dict[str, float]]] = {}
-    if args.jobs == 1:
+    if args.jobs == 1 or args.report_only:
         done = [_job(job) for job in jobs]
     else:
         with multiprocessing.get_context("fork").Pool(args.jobs) as pool:
