@@ -20,7 +20,7 @@ What it does, with no download and no GPU (the engine is ``examples/ablation.py`
 
    * ``plain``: SimCC without the layer;
    * ``visattn``: SimCC + the visattn layer as ``SimCCAdapter`` builds it by default (VisNet sees the
-     backbone features at each keypoint and the other keypoints, trained with class-balanced BCE; its
+     backbone features at each keypoint, 1% of its gradient reaching the backbone, soft masks; its
      threshold calibrated on the calibration split after training; 2-block reasoner, embed 256);
    * ``oracle``: the same layer masked with the ground-truth flags in training and evaluation, the
      ceiling a perfect visibility predictor would reach;

@@ -100,6 +100,20 @@ def check_positive_int(name: str, value: Any) -> int:
     return value
 
 
+def check_nonnegative_int(name: str, value: Any) -> int:
+    """Return ``value`` if it is an ``int >= 0``, else raise.
+
+    Example:
+        >>> check_nonnegative_int("context_depth", 0)
+        0
+    """
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int >= 0, got {type(value).__name__} {value!r}")
+    if value < 0:
+        raise ValueError(f"{name} must be an int >= 0, got {value}")
+    return value
+
+
 def check_positive_float(name: str, value: Any) -> float:
     """Return ``value`` as a float if it is a finite number > 0, else raise.
 

@@ -206,6 +206,20 @@ def heatmap_mse_loss(pred: torch.Tensor, target: torch.Tensor, weights: torch.Te
     return 0.5 * (per_keypoint * w.square()).mean()
 
 
+def _visibility_inputs(vis_logits: torch.Tensor, flags: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Checked float32 ``(B, K)`` logits and visibility targets (1 iff ``v == 2``) of a visibility loss."""
+    logits = check_tensor("vis_logits", vis_logits, "B K", floating=True)
+    check_tensor("flags", flags, "B K", B=logits.shape[0], K=logits.shape[1])
+    return logits.float(), flags_to_visible(flags).float()  # flags_to_visible checks the values
+
+
+def _check_focal(gamma: Any, alpha: Any) -> None:
+    if isinstance(gamma, bool) or not isinstance(gamma, (int, float)) or not 0 <= gamma < float("inf"):
+        raise ValueError(f"gamma must be a finite number >= 0, got {gamma!r}")
+    if alpha is not None:
+        check_probability("alpha", alpha)
+
+
 def _class_balance_weights(target: torch.Tensor) -> torch.Tensor:
     """``(B, K)`` weights giving each class (visible, occluded) half of the total, summing to 1.
 
@@ -244,14 +258,12 @@ def visibility_bce_loss(
         >>> round(visibility_bce_loss(confident, torch.tensor([[2, 2, 1]]), balanced=True).item(), 4)
         2.0181
     """
-    logits = check_tensor("vis_logits", vis_logits, "B K", floating=True)
-    check_tensor("flags", flags, "B K", B=logits.shape[0], K=logits.shape[1])
-    target = flags_to_visible(flags).float()  # (B, K); checks the values
+    logits, target = _visibility_inputs(vis_logits, flags)  # (B, K) float32 each
     if logits.numel() == 0:
         return _zero_like_graph(logits)
     if not balanced:
-        return F.binary_cross_entropy_with_logits(logits.float(), target)
-    per_keypoint = F.binary_cross_entropy_with_logits(logits.float(), target, reduction="none")  # (B, K)
+        return F.binary_cross_entropy_with_logits(logits, target)
+    per_keypoint = F.binary_cross_entropy_with_logits(logits, target, reduction="none")  # (B, K)
     return (per_keypoint * _class_balance_weights(target)).sum()
 
 
@@ -279,16 +291,11 @@ def visibility_focal_loss(
         >>> round(visibility_focal_loss(logits, flags, gamma=0.0, alpha=None).item(), 4)  # = BCE
         0.6931
     """
-    logits = check_tensor("vis_logits", vis_logits, "B K", floating=True)
-    check_tensor("flags", flags, "B K", B=logits.shape[0], K=logits.shape[1])
-    if isinstance(gamma, bool) or not isinstance(gamma, (int, float)) or not 0 <= gamma < float("inf"):
-        raise ValueError(f"gamma must be a finite number >= 0, got {gamma!r}")
-    if alpha is not None:
-        check_probability("alpha", alpha)
-    target = flags_to_visible(flags).float()  # (B, K); checks the values
+    _check_focal(gamma, alpha)
+    logits, target = _visibility_inputs(vis_logits, flags)  # (B, K) float32 each
     if logits.numel() == 0:
         return _zero_like_graph(logits)
-    x = logits.float()
+    x = logits
     bce = F.binary_cross_entropy_with_logits(x, target, reduction="none")  # (B, K)
     p = torch.sigmoid(x)
     p_t = p * target + (1 - p) * (1 - target)
@@ -319,12 +326,10 @@ def visibility_ce_loss(vis_logits: torch.Tensor, flags: torch.Tensor) -> torch.T
         >>> round(visibility_ce_loss(logits, torch.tensor([[2, 2]])).item(), 4)
         1.3863
     """
-    logits = check_tensor("vis_logits", vis_logits, "B K", floating=True)
-    check_tensor("flags", flags, "B K", B=logits.shape[0], K=logits.shape[1])
-    target = flags_to_visible(flags).float()  # (B, K); checks the values
+    logits, target = _visibility_inputs(vis_logits, flags)  # (B, K) float32 each
     if logits.numel() == 0:
         return _zero_like_graph(logits)
-    return F.cross_entropy(torch.sigmoid(logits.float()), target)
+    return F.cross_entropy(torch.sigmoid(logits), target)
 
 
 class SimCCKLLoss(nn.Module):
@@ -407,7 +412,7 @@ class VisibilityFocalLoss(nn.Module):
 
     def __init__(self, gamma: float = 2.0, alpha: float | None = 0.25) -> None:
         super().__init__()
-        visibility_focal_loss(torch.zeros(0, 1), torch.zeros(0, 1), gamma=gamma, alpha=alpha)  # validates
+        _check_focal(gamma, alpha)
         self.gamma = float(gamma)
         self.alpha = alpha
 

@@ -9,7 +9,13 @@ from __future__ import annotations
 
 import torch
 
-from visattn._checks import check_flags, check_positive_int, check_probability, check_tensor
+from visattn._checks import (
+    check_flags,
+    check_nonnegative_int,
+    check_positive_int,
+    check_probability,
+    check_tensor,
+)
 
 __all__ = [
     "MASK_SOURCES",
@@ -214,8 +220,7 @@ def teacher_forcing_prob(step: int, total_steps: int, *, start: float = 1.0, unt
         >>> [round(teacher_forcing_prob(s, 100), 3) for s in (0, 30, 75, 90)]
         [1.0, 0.6, 0.0, 0.0]
     """
-    if isinstance(step, bool) or not isinstance(step, int) or step < 0:
-        raise ValueError(f"step must be an int >= 0, got {step!r}")
+    check_nonnegative_int("step", step)
     check_positive_int("total_steps", total_steps)
     check_probability("start", start)
     check_probability("until", until, low_open=True)

@@ -27,7 +27,7 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import nn
 
-from visattn._checks import check_positive_int, check_tensor
+from visattn._checks import check_nonnegative_int, check_positive_int, check_tensor
 from visattn.attention import KeypointAttention
 
 __all__ = ["VisNet", "keypoint_evidence"]
@@ -148,8 +148,8 @@ class VisNet(nn.Module):
         if isinstance(hidden, (str, bytes)) or not isinstance(hidden, Sequence):
             raise TypeError(f"hidden must be a sequence of positive ints, got {type(hidden).__name__}")
         self.hidden = tuple(check_positive_int(f"hidden[{i}]", h) for i, h in enumerate(hidden))
-        self.feature_channels = _check_count("feature_channels", feature_channels)
-        self.context_depth = _check_count("context_depth", context_depth)
+        self.feature_channels = check_nonnegative_int("feature_channels", feature_channels)
+        self.context_depth = check_nonnegative_int("context_depth", context_depth)
         if self.context_depth and not self.hidden:
             raise ValueError("context_depth > 0 needs at least one hidden layer, got hidden=()")
         if self.context_depth and self.hidden[0] % check_positive_int("context_heads", context_heads):
@@ -217,11 +217,3 @@ class VisNet(nn.Module):
         extra = f", feature_channels={self.feature_channels}" if self.feature_channels else ""
         extra += f", context_depth={self.context_depth}" if self.context_depth else ""
         return f"in_dim={self.in_dim}, hidden={self.hidden}{extra}"
-
-
-def _check_count(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int >= 0, got {type(value).__name__} {value!r}")
-    if value < 0:
-        raise ValueError(f"{name} must be an int >= 0, got {value}")
-    return value

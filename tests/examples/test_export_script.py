@@ -7,12 +7,10 @@ the PyTorch model rebuilt here from the checkpoint and with loop oracles of the 
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import re
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 
@@ -33,23 +31,6 @@ TINY = [
     "--warmup-iters", "2",
 ]  # fmt: skip
 SPLIT_RATIO = 2.0
-
-
-@pytest.fixture
-def scripts(monkeypatch: pytest.MonkeyPatch) -> Iterator[ModuleType]:
-    """``examples/train.py`` imported in-process (it imports ``engine`` and ``models`` from examples/);
-    the three names leave ``sys.modules`` again afterwards."""
-    monkeypatch.syspath_prepend(str(EXAMPLES))
-    names = ("train", "engine", "models")
-    before = {name: sys.modules.get(name) for name in names}
-    try:
-        yield importlib.import_module("train")
-    finally:
-        for name, module in before.items():
-            if module is None:
-                sys.modules.pop(name, None)
-            else:
-                sys.modules[name] = module
 
 
 @pytest.fixture(scope="module")

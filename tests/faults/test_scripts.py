@@ -9,7 +9,6 @@ error must be one ``error: ... fix: ...`` line with exit status 2.
 
 from __future__ import annotations
 
-import importlib
 import json
 import math
 import os
@@ -19,7 +18,6 @@ import shutil
 import stat
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -83,21 +81,6 @@ def run1(data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("run1")
     _run_umask(*data_args(data), *TINY, "--epochs", "1", "--val-every", "1", "--output", out)
     return out
-
-
-@pytest.fixture
-def scripts(monkeypatch: pytest.MonkeyPatch) -> Iterator[ModuleType]:
-    """``examples/train.py`` imported in-process; its modules leave ``sys.modules`` afterwards."""
-    monkeypatch.syspath_prepend(str(EXAMPLES))
-    before = {name: sys.modules.get(name) for name in ("train", "engine", "models")}
-    try:
-        yield importlib.import_module("train")
-    finally:
-        for name, module in before.items():
-            if module is None:
-                sys.modules.pop(name, None)
-            else:
-                sys.modules[name] = module
 
 
 def _copy_run(run1: Path, dest: Path) -> Path:
