@@ -181,7 +181,7 @@ def chart(summary: dict[str, dict[str, Any]], order: Sequence[str], path: Path) 
     ax.set_ylabel("COCO keypoint AP (%)")
     seeds = summary[order[0]]["seeds"]
     ax.set_title(
-        f"visattn occlusion ablation, synthetic set, up to seeds {seeds} (mean ± std; seeds per row: ablation.md)"
+        f"visattn occlusion ablation, synthetic set, up to seeds {seeds} (mean ± std; see the table)"
     )
     low = min(100 * summary[r]["AP_occluded"][0] for r in order)
     ax.set_ylim(max(0.0, low - 10), None)
