@@ -10,7 +10,9 @@ Example:
     >>> from torch import nn
     >>> import visattn
     >>> backbone = nn.Sequential(nn.Conv2d(3, 8, 3, stride=4, padding=1), nn.ReLU())
-    >>> model = visattn.SimCCAdapter(backbone, 8, 17, (32, 24), reasoner_kwargs={"embed_dim": 16, "depth": 1})
+    >>> from functools import partial
+    >>> reasoner = partial(visattn.VisibilityMaskedReasoner, embed_dim=16, depth=1)
+    >>> model = visattn.SimCCAdapter(backbone, 8, 17, (32, 24), reasoner=reasoner)
     >>> out = model(torch.zeros(2, 3, 32, 24))
     >>> tuple(out.x_logits.shape), tuple(out.y_logits.shape), tuple(out.vis_logits.shape)
     ((2, 17, 48), (2, 17, 64), (2, 17))
@@ -23,7 +25,8 @@ from visattn.adapters import HeatmapAdapter, HeatmapOutput, SimCCAdapter, SimCCO
 from visattn.attention import KeypointAttention
 from visattn.codecs import HeatmapCodec, HeatmapTargets, SimCCCodec, SimCCTargets
 from visattn.compat import from_official_checkpoint, to_official_checkpoint
-from visattn.heads import SimCCHead
+from visattn.heads import HeatmapHead, PoseHead, SimCCHead
+from visattn.inference import Prediction, predict_crops
 from visattn.keypoints import (
     COCO_KEYPOINTS,
     CROWDPOSE_KEYPOINTS,
@@ -49,12 +52,15 @@ __all__ = [
     "CROWDPOSE_KEYPOINTS",
     "HeatmapAdapter",
     "HeatmapCodec",
+    "HeatmapHead",
     "HeatmapMSELoss",
     "HeatmapOutput",
     "HeatmapTargets",
     "KeypointAttention",
     "KeypointInfo",
     "LossOutput",
+    "PoseHead",
+    "Prediction",
     "ReasonerBlock",
     "ReasonerOutput",
     "SimCCAdapter",
@@ -75,6 +81,7 @@ __all__ = [
     "get_keypoint_info",
     "list_keypoint_sets",
     "load_keypoint_info",
+    "predict_crops",
     "predicted_visible",
     "set_fused_attn",
     "to_official_checkpoint",

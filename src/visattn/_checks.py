@@ -15,7 +15,10 @@ import torch
 
 __all__ = [
     "check_choice",
+    "check_flag_tensor",
     "check_flags",
+    "check_matches_parameters",
+    "check_nonnegative_int",
     "check_positive_float",
     "check_positive_int",
     "check_probability",
@@ -83,6 +86,33 @@ def check_flags(name: str, value: Any, spec: str = "B K", **sizes: int | None) -
     if tensor.numel() and not bool(((tensor == 0) | (tensor == 1) | (tensor == 2)).all()):
         found = sorted({float(v) for v in tensor.unique().tolist()} - {0.0, 1.0, 2.0})[:5]
         raise ValueError(f"{name} must hold COCO flags in {{0, 1, 2}} (or bools), got values {found}")
+    return tensor
+
+
+def check_flag_tensor(name: str, value: Any, spec: str = "B K", **sizes: int | None) -> torch.Tensor:
+    """Check the shape and dtype of COCO visibility flags (integer or floating 0/1/2), never their values.
+
+    For forward passes and losses: reading the values would be a device synchronisation on every call.
+    The values are checked where flags enter the package (datasets, codecs, metrics:
+    :func:`check_flags`). A bool tensor is refused: it cannot tell ``v = 0`` from ``v = 1``, and one
+    type at the boundary keeps callers from mixing the two conventions.
+
+    Example:
+        >>> import torch
+        >>> check_flag_tensor("flags", torch.tensor([[0, 1, 2]]), K=3).dtype
+        torch.int64
+    """
+    tensor = check_tensor(name, value, spec, **sizes)  # type: ignore[arg-type]
+    if tensor.dtype == torch.bool or tensor.is_complex():
+        raise TypeError(
+            f"{name} must hold COCO flags 0/1/2 (v = 0 not labelled, 1 occluded, 2 visible) as an integer or "
+            f"float tensor, got dtype {tensor.dtype}"
+            + (
+                "; convert a bool visible tensor with visible.long() * 2"
+                if tensor.dtype == torch.bool
+                else ""
+            )
+        )
     return tensor
 
 

@@ -196,6 +196,12 @@ class KeypointAttention(nn.Module):
         check_tensor("x", x, "B K E", floating=True, E=self.dim)
         if attn_bias is not None:
             self._check_bias(attn_bias, x.shape[0], x.shape[1])
+        return self._forward(x, attn_bias, return_attn)
+
+    def _forward(
+        self, x: torch.Tensor, attn_bias: torch.Tensor | None, return_attn: bool
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """:meth:`forward` without the input checks (the reasoner calls it with checked inputs)."""
         if self.shared_qkv:
             chunks = rearrange(x, "b k (hh dh) -> b k hh dh", hh=self.num_heads)  # (B, K, Hh, Dh)
             qkv = rearrange(self.qkv(chunks), "b k hh (three dh) -> three b hh k dh", three=3)

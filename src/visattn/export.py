@@ -18,11 +18,11 @@ name            shape                        meaning
 =============== ============================ ==================================================
 
 Models without a reasoner have no ``vis_probs`` output (there is no visibility prediction).
-Decoding runs inside the graph with the same functions as :mod:`visattn.codecs`, so an exported model
-gives the same keypoints as ``simcc_decode`` / ``heatmap_decode`` in PyTorch:
+Decoding runs inside the graph through the model's head (``model.head.decode``, the functions of
+:mod:`visattn.codecs`), so an exported model gives the same keypoints as PyTorch:
 
 - SimCC: ``argmax / split_ratio`` per axis; score ``min(max softmax(x), max softmax(y))`` in (0, 1].
-- Heatmaps: argmax with a quarter-cell shift toward the higher neighbour, scaled by
+- Heatmaps: argmax with the head's sub-pixel refinement (quarter-cell shift or DARK), scaled by
   ``input_size / heatmap_size``; score = maximum heatmap value (as
   :func:`visattn.codecs.heatmap_decode`).
 
@@ -45,13 +45,12 @@ import torch
 from torch import nn
 
 from visattn._checks import check_positive_int, check_size_pair, check_tensor
-from visattn.adapters import HeatmapAdapter, SimCCAdapter, _eval_mode, _factory_kwargs
-from visattn.codecs import heatmap_decode, simcc_decode
+from visattn.adapters import HeatmapAdapter, SimCCAdapter, eval_mode, factory_kwargs
 
 __all__ = ["DeploymentModel", "export_onnx", "export_program"]
 
-# Stride between input crop and heatmap assumed when a heatmap model is exported without ``input_size``.
-_HEATMAP_STRIDE = 4
+# Output fields that come from the reasoner, not the head (exported as ``vis_probs``).
+_REASONER_FIELDS = ("vis_logits", "mask")
 
 
 class DeploymentModel(nn.Module):
@@ -61,9 +60,8 @@ class DeploymentModel(nn.Module):
         model: a :class:`~visattn.adapters.SimCCAdapter` or :class:`~visattn.adapters.HeatmapAdapter`.
             Its reasoner must not need ground-truth visibility (``mask_source`` "ground_truth").
         decode: append decoded ``keypoints (B, K, 2)`` (crop px) and ``scores (B, K)``.
-        input_size: ``(H, W)`` input crop size. SimCC models: defaults to (and must equal)
-            ``model.input_size``. Heatmap models: defaults to ``4 * heatmap_size`` (stride 4, as in
-            SimpleBaseline and HRNet); it sets the example input of export and the heatmap-to-pixel scale.
+        input_size: ``(H, W)`` input crop size: defaults to (and must equal) ``model.input_size`` (a
+            heatmap model's is set with ``HeatmapAdapter(input_size=...)``, default stride 4).
 
     Attributes:
         model: the wrapped adapter.
@@ -74,7 +72,10 @@ class DeploymentModel(nn.Module):
     Example:
         >>> from visattn.adapters import SimCCAdapter
         >>> backbone = nn.Conv2d(3, 8, 3, stride=4, padding=1)
-        >>> model = SimCCAdapter(backbone, 8, 17, (32, 24), reasoner_kwargs={"embed_dim": 16, "depth": 1})
+        >>> from functools import partial
+        >>> from visattn.reasoner import VisibilityMaskedReasoner
+        >>> reasoner = partial(VisibilityMaskedReasoner, embed_dim=16, depth=1)
+        >>> model = SimCCAdapter(backbone, 8, 17, (32, 24), reasoner=reasoner)
         >>> deploy = DeploymentModel(model, decode=True).eval()
         >>> deploy.output_names
         ('x_logits', 'y_logits', 'vis_probs', 'keypoints', 'scores')
@@ -99,25 +100,20 @@ class DeploymentModel(nn.Module):
                 "model.reasoner.mask_source must not be 'ground_truth' for deployment (there are no "
                 "ground-truth flags at inference), got 'ground_truth'; set it to 'predicted' before export"
             )
-        if isinstance(model, SimCCAdapter):
-            if input_size is not None and check_size_pair("input_size", input_size) != model.input_size:
-                raise ValueError(
-                    f"input_size must equal the SimCC model's input_size {model.input_size}, got {input_size}"
-                )
-            self.input_size = model.input_size
-            names = ["x_logits", "y_logits"]
-        else:
-            if input_size is None:
-                hf, wf = model.heatmap_size
-                input_size = (_HEATMAP_STRIDE * hf, _HEATMAP_STRIDE * wf)
-            self.input_size = check_size_pair("input_size", input_size)
-            names = ["heatmaps"]
+        if input_size is not None and check_size_pair("input_size", input_size) != model.input_size:
+            raise ValueError(
+                f"input_size must equal the model's input_size {model.input_size} (build the adapter with "
+                f"the crop size it is deployed at), got {input_size}"
+            )
+        self.input_size = model.input_size
+        names = [name for name in model.head.output_type._fields if name not in _REASONER_FIELDS]
+        self.model = model
+        self.decode = decode
+        self._num_raw = len(names)
         if model.reasoner is not None:
             names.append("vis_probs")
         if decode:
             names += ["keypoints", "scores"]
-        self.model = model
-        self.decode = decode
         self.output_names: tuple[str, ...] = tuple(names)
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, ...]:
@@ -131,19 +127,10 @@ class DeploymentModel(nn.Module):
         """
         height, width = self.input_size
         check_tensor("images", images, "B C H W", floating=True, C=3, H=height, W=width)
-        outputs: list[torch.Tensor] = []
-        if isinstance(self.model, SimCCAdapter):
-            simcc = self.model(images)
-            outputs += [simcc.x_logits, simcc.y_logits]
-            vis_logits = simcc.vis_logits
-            decoded = (
-                simcc_decode(simcc.x_logits, simcc.y_logits, self.model.split_ratio) if self.decode else None
-            )
-        else:
-            heat = self.model(images)
-            outputs.append(heat.heatmaps)
-            vis_logits = heat.vis_logits
-            decoded = heatmap_decode(heat.heatmaps, self.input_size) if self.decode else None
+        out = self.model(images)
+        outputs: list[torch.Tensor] = [getattr(out, name) for name in self.output_names[: self._num_raw]]
+        vis_logits = out.vis_logits
+        decoded = self.model.head.decode(out) if self.decode else None
         if vis_logits is not None:
             outputs.append(torch.sigmoid(vis_logits))  # (B, K)
         if decoded is not None:
@@ -155,7 +142,7 @@ def _example_images(deploy: DeploymentModel, batch: int) -> torch.Tensor:
     """A random example batch on the device/dtype of the model's first floating parameter or buffer."""
     generator = torch.Generator(device="cpu").manual_seed(0)
     images = torch.randn(batch, 3, *deploy.input_size, generator=generator)
-    return images.to(**_factory_kwargs(deploy))
+    return images.to(**factory_kwargs(deploy))
 
 
 def _dynamic_shapes(dynamic_batch: bool, example_batch: int) -> tuple[dict[int, Any]] | None:
@@ -191,21 +178,21 @@ def export_program(
         decode: also return decoded ``keypoints (B, K, 2)`` and ``scores (B, K)``.
         dynamic_batch: make the batch axis symbolic (any ``B >= 1`` at run time).
         example_batch: batch size of the example input used for tracing (>= 2 with a dynamic batch).
-        input_size: see :class:`DeploymentModel` (needed for heatmap models whose stride is not 4).
+        input_size: see :class:`DeploymentModel` (``model.input_size``).
 
     Returns:
         the :class:`torch.export.ExportedProgram`; call ``program.module()(images)``.
 
     Example:
         >>> from visattn.adapters import SimCCAdapter
-        >>> model = SimCCAdapter(nn.Conv2d(3, 8, 3, stride=4, padding=1), 8, 17, (32, 24), reasoner=False)
+        >>> model = SimCCAdapter(nn.Conv2d(3, 8, 3, stride=4, padding=1), 8, 17, (32, 24), reasoner=None)
         >>> program = export_program(model, decode=True)
         >>> [tuple(t.shape) for t in program.module()(torch.zeros(3, 3, 32, 24))]
         [(3, 17, 48), (3, 17, 64), (3, 17, 2), (3, 17)]
     """
     deploy = DeploymentModel(model, decode=decode, input_size=input_size)
     dynamic_shapes = _dynamic_shapes(dynamic_batch, example_batch)
-    with _eval_mode(deploy), torch.no_grad():
+    with eval_mode(deploy), torch.no_grad():
         return torch.export.export(
             deploy, (_example_images(deploy, example_batch),), dynamic_shapes=dynamic_shapes
         )
@@ -251,7 +238,7 @@ def export_onnx(
         opset: ONNX opset version (18 or newer).
         dynamic_batch: symbolic batch axis.
         example_batch: batch size of the example input used for tracing (>= 2 with a dynamic batch).
-        input_size: see :class:`DeploymentModel` (needed for heatmap models whose stride is not 4).
+        input_size: see :class:`DeploymentModel` (``model.input_size``).
         external_data: store the weights in a ``<path>.data`` file beside the graph (needed above 2 GB).
 
     Returns:
@@ -270,7 +257,7 @@ def export_onnx(
     _require_onnx_exporter()
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
-    with _eval_mode(deploy), torch.no_grad():
+    with eval_mode(deploy), torch.no_grad():
         torch.onnx.export(
             deploy,
             (_example_images(deploy, example_batch),),

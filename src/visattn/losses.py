@@ -7,8 +7,9 @@ are vectorised over batch and keypoints, and return a zero **that still has a gr
 
 Visibility flags are COCO flags at this boundary: ``v = 0`` not labelled, ``v = 1`` labelled but
 occluded, ``v = 2`` labelled and visible; a keypoint is *visible* iff ``v == 2`` and ``v = 0`` counts
-as occluded (converted by :func:`visattn.visibility.flags_to_visible`; bool tensors are accepted as
-already-converted ``visible``).
+as occluded (converted by :func:`visattn.visibility.flags_to_visible`). Losses check shapes and dtypes
+only; they never read tensor values to validate them (no device synchronisation): flag values are checked
+where they enter (datasets, codecs, metrics).
 
 Shape alphabet: B batch, K keypoints, Wx / Hy SimCC bins, Hf x Wf heatmap.
 """
@@ -20,9 +21,8 @@ from typing import Any, NamedTuple
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.autograd.function import once_differentiable
 
-from visattn._checks import check_choice, check_flags, check_probability, check_tensor
+from visattn._checks import check_choice, check_flag_tensor, check_probability, check_tensor
 from visattn.visibility import flags_to_visible
 
 __all__ = [
@@ -72,63 +72,14 @@ def _zero_like_graph(*tensors: torch.Tensor) -> torch.Tensor:
     return zero
 
 
-_TINY = torch.finfo(torch.float32).tiny
-
-
-class _RowKL(torch.autograd.Function):
-    """``sum_i t_i (log t_i - log_softmax(p)_i)`` per row with ``0 log 0 = 0``; float32 in and out.
-
-    Fused forward/backward for speed (one log-softmax pass forward, one exp pass backward); the
-    gradient w.r.t. ``p`` is ``g * (softmax(p) * sum_i t_i - t)``. Labels get no gradient (callers use
-    the composite path when they require one).
-    """
-
-    @staticmethod
-    def forward(ctx: Any, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        log_prob = torch.log_softmax(logits, dim=-1)  # (B, K, n)
-        # t * (log t - log_prob); clamping t to the smallest normal float makes 0 * log 0 exactly 0
-        row = labels.clamp_min(_TINY).log_().sub_(log_prob).mul_(labels).sum(dim=-1)  # (B, K)
-        ctx.save_for_backward(log_prob, labels)
-        return row
-
-    @staticmethod
-    @once_differentiable
-    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
-        log_prob, labels = ctx.saved_tensors
-        g = grad.unsqueeze(-1)  # (B, K, 1)
-        out = log_prob.exp().mul_(labels.sum(dim=-1, keepdim=True) * g)
-        return out.addcmul_(labels, g, value=-1.0), None
-
-
 def _axis_kl(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Per-row KL(labels || softmax(logits)) averaged over bins, ``(B, K, n) -> (B, K)``, float32."""
+    """Per-row KL(labels || softmax(logits)) averaged over bins, ``(B, K, n) -> (B, K)``, float32.
+
+    ``F.kl_div`` defines ``0 log 0 = 0``.
+    """
     p = logits.float()
-    t = labels.float()
-    if t.requires_grad:  # differentiable composite path (labels rarely need a gradient)
-        row = F.kl_div(torch.log_softmax(p, dim=-1), t, reduction="none").sum(dim=-1)
-    else:
-        row = _RowKL.apply(p, t)
-    out: torch.Tensor = row / p.shape[-1]
-    return out
-
-
-class _RowSquaredError(torch.autograd.Function):
-    """``sum over the last two dims of (pred - target)^2`` per ``(b, k)``; saves the difference only."""
-
-    @staticmethod
-    def forward(ctx: Any, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        diff = pred - target  # (B, K, Hf, Wf)
-        ctx.save_for_backward(diff)
-        norm: torch.Tensor = torch.linalg.vector_norm(diff, dim=(-2, -1))  # (B, K)
-        return norm.square_()
-
-    @staticmethod
-    @once_differentiable
-    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-        (diff,) = ctx.saved_tensors
-        grad_pred = diff * (2.0 * grad)[..., None, None]
-        grad_target = -grad_pred if ctx.needs_input_grad[1] else None
-        return (grad_pred if ctx.needs_input_grad[0] else None), grad_target
+    row = F.kl_div(torch.log_softmax(p, dim=-1), labels.float(), reduction="none").sum(dim=-1)  # (B, K)
+    return row / p.shape[-1]
 
 
 def simcc_kl_loss(
@@ -202,15 +153,18 @@ def heatmap_mse_loss(pred: torch.Tensor, target: torch.Tensor, weights: torch.Te
     w = _weights(weights, b, k)
     if p.numel() == 0:
         return _zero_like_graph(p, t)
-    per_keypoint: torch.Tensor = _RowSquaredError.apply(p.float(), t.float()) / (hf * wf)  # (B, K)
+    per_keypoint = (p.float() - t.float()).square().mean(dim=(-2, -1))  # (B, K)
     return 0.5 * (per_keypoint * w.square()).mean()
 
 
 def _visibility_inputs(vis_logits: torch.Tensor, flags: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Checked float32 ``(B, K)`` logits and visibility targets (1 iff ``v == 2``) of a visibility loss."""
+    """Checked float32 ``(B, K)`` logits and visibility targets (1 iff ``v == 2``) of a visibility loss.
+
+    Shapes and dtypes only: the flag values were checked where they entered (dataset, codec).
+    """
     logits = check_tensor("vis_logits", vis_logits, "B K", floating=True)
-    check_tensor("flags", flags, "B K", B=logits.shape[0], K=logits.shape[1])
-    return logits.float(), flags_to_visible(flags).float()  # flags_to_visible checks the values
+    check_flag_tensor("flags", flags, "B K", B=logits.shape[0], K=logits.shape[1])
+    return logits.float(), flags_to_visible(flags).float()
 
 
 def _check_focal(gamma: Any, alpha: Any) -> None:
@@ -244,7 +198,7 @@ def visibility_bce_loss(
     Args:
         vis_logits: ``(B, K)`` VisNet logits.
         flags: ``(B, K)`` COCO flags 0/1/2 (``v = 0`` not labelled, ``v = 1`` occluded, ``v = 2``
-            visible) or a bool ``visible`` tensor.
+            visible).
         balanced: weight the two classes equally instead of every keypoint equally.
 
     Returns:
@@ -279,7 +233,7 @@ def visibility_focal_loss(
 
     Args:
         vis_logits: ``(B, K)`` VisNet logits.
-        flags: ``(B, K)`` COCO flags 0/1/2 (visible iff ``v == 2``) or a bool ``visible`` tensor.
+        flags: ``(B, K)`` COCO flags 0/1/2 (visible iff ``v == 2``).
         gamma: focusing exponent ``>= 0`` (0 with ``alpha=None`` is the plain BCE).
         alpha: weight of the visible class in [0, 1], or ``None`` for no class weighting.
 
@@ -316,7 +270,7 @@ def visibility_ce_loss(vis_logits: torch.Tensor, flags: torch.Tensor) -> torch.T
     Args:
         vis_logits: ``(B, K)`` VisNet logits (before the sigmoid).
         flags: ``(B, K)`` COCO flags 0/1/2 (``v = 0`` not labelled, ``v = 1`` occluded, ``v = 2``
-            visible) or a bool ``visible`` tensor.
+            visible).
 
     Returns:
         float32 scalar; a zero with a graph when ``B = 0``.
@@ -440,35 +394,45 @@ class VisibilityCELoss(nn.Module):
 class VisibilityAwareLoss(nn.Module):
     """``L = L_pose + vis_weight * L_vis``, optionally training the pose only on visible keypoints.
 
+    The pose term comes from the model's head (:class:`visattn.heads.PoseHead`: SimCC KL for a
+    :class:`~visattn.heads.SimCCHead`, heatmap MSE for a :class:`~visattn.heads.HeatmapHead`), which
+    takes the model output and the targets NamedTuple as they come.
+
     Args:
-        pose_loss: a pose loss module with the shared signature ``(pred, target, weights)``, e.g.
-            :class:`SimCCKLLoss` or :class:`HeatmapMSELoss`.
+        head: the model's head (``model.head``), or any object with
+            ``loss(output, targets, weights=None)``.
         vis_weight: lambda >= 0 (1 in the paper).
-        pose_keypoints: ``"all"`` uses the given weights; ``"visible"`` also zeroes the pose weight of
+        pose_keypoints: ``"all"`` uses the targets' weights; ``"visible"`` also zeroes the pose weight of
             every keypoint with ``v != 2`` (the paper's Table 1 "visible-only" training).
         vis_loss: visibility loss module ``(vis_logits, flags) -> scalar``; default
             :class:`VisibilityBCELoss` (pass :class:`VisibilityCELoss` to reproduce the authors' code).
 
     Example:
-        >>> crit = VisibilityAwareLoss(HeatmapMSELoss(), pose_keypoints="visible")
-        >>> pred = torch.ones(1, 2, 4, 4, requires_grad=True)
-        >>> out = crit(pred, torch.zeros(1, 2, 4, 4), torch.ones(1, 2), torch.tensor([[2, 1]]))
-        >>> out.pose.item(), out.vis.item()
-        (0.25, 0.0)
-        >>> out.total.backward()
+        >>> from visattn.heads import HeatmapHead, HeatmapOutput
+        >>> head = HeatmapHead((4, 4))
+        >>> crit = VisibilityAwareLoss(head, pose_keypoints="visible")
+        >>> targets = head.encode(torch.tensor([[[4.0, 4.0], [8.0, 8.0]]]), torch.tensor([[2, 1]]))
+        >>> out = HeatmapOutput(torch.zeros(1, 2, 4, 4, requires_grad=True), torch.zeros(1, 2), None)
+        >>> losses = crit(out, targets, torch.tensor([[2, 1]]))
+        >>> round(losses.vis.item(), 4)
+        0.6931
+        >>> losses.total.backward()
     """
 
     def __init__(
         self,
-        pose_loss: nn.Module,
+        head: Any,
         vis_weight: float = 1.0,
         pose_keypoints: str = "all",
         *,
         vis_loss: nn.Module | None = None,
     ) -> None:
         super().__init__()
-        if not isinstance(pose_loss, nn.Module):
-            raise TypeError(f"pose_loss must be an nn.Module, got {type(pose_loss).__name__}")
+        if not callable(getattr(head, "loss", None)):
+            raise TypeError(
+                "head must be the model's head (e.g. model.head: SimCCHead or HeatmapHead) with a "
+                f"loss(output, targets, weights) method, got {type(head).__name__}"
+            )
         if isinstance(vis_weight, bool) or not isinstance(vis_weight, (int, float)):
             raise TypeError(
                 f"vis_weight must be a number >= 0, got {type(vis_weight).__name__} {vis_weight!r}"
@@ -477,7 +441,7 @@ class VisibilityAwareLoss(nn.Module):
             raise ValueError(f"vis_weight must be a finite number >= 0, got {vis_weight}")
         if vis_loss is not None and not isinstance(vis_loss, nn.Module):
             raise TypeError(f"vis_loss must be an nn.Module or None, got {type(vis_loss).__name__}")
-        self.pose_loss = pose_loss
+        self.head = head
         self.vis_loss = vis_loss if vis_loss is not None else VisibilityBCELoss()
         self.vis_weight = float(vis_weight)
         self.pose_keypoints = check_choice("pose_keypoints", pose_keypoints, ("all", "visible"))
@@ -485,35 +449,28 @@ class VisibilityAwareLoss(nn.Module):
     def extra_repr(self) -> str:
         return f"vis_weight={self.vis_weight}, pose_keypoints={self.pose_keypoints!r}"
 
-    def forward(
-        self,
-        pred: Any,
-        target: Any,
-        weights: torch.Tensor,
-        flags: torch.Tensor,
-        vis_logits: torch.Tensor | None = None,
-    ) -> LossOutput:
+    def forward(self, output: Any, targets: Any, flags: torch.Tensor) -> LossOutput:
         """Compute the combined loss.
 
         Args:
-            pred: what ``pose_loss`` takes as prediction (``(x_logits, y_logits)`` or heatmaps).
-            target: what ``pose_loss`` takes as target.
-            weights: ``(B, K)`` keypoint weights from the codec.
+            output: the model output (:class:`~visattn.heads.SimCCOutput` or
+                :class:`~visattn.heads.HeatmapOutput`), with ``vis_logits (B, K)`` or ``None`` (then the
+                visibility term is a zero connected to the pose graph).
+            targets: the targets NamedTuple of the head's ``encode`` (``batch["targets"]``), with
+                ``weights (B, K)``.
             flags: ``(B, K)`` COCO flags 0/1/2 (``v = 0`` not labelled, ``v = 1`` occluded, ``v = 2``
-                visible) or a bool ``visible`` tensor.
-            vis_logits: ``(B, K)`` VisNet logits or ``None`` (then the visibility term is a zero
-                connected to the pose graph).
+                visible).
 
         Returns:
             :class:`LossOutput` ``(total, pose, vis)`` of float32 scalars.
         """
-        first = pred[0] if isinstance(pred, (tuple, list)) and pred else pred
-        sizes = first.shape[:2] if isinstance(first, torch.Tensor) and first.dim() >= 2 else (None, None)
-        w = check_tensor("weights", weights, "B K", B=sizes[0], K=sizes[1])  # B and K of the prediction
-        check_flags("flags", flags, "B K", B=w.shape[0], K=w.shape[1])
+        w = check_tensor("targets.weights", getattr(targets, "weights", None), "B K")
+        check_flag_tensor("flags", flags, "B K", B=w.shape[0], K=w.shape[1])
+        weights = None
         if self.pose_keypoints == "visible":
             weights = w.float() * flags_to_visible(flags).float()
-        pose = self.pose_loss(pred, target, weights)
+        pose = self.head.loss(output, targets, weights)
+        vis_logits = output.vis_logits
         vis = pose * 0.0 if vis_logits is None else self.vis_loss(vis_logits, flags)
         total = pose + self.vis_weight * vis
         return LossOutput(total, pose, vis)

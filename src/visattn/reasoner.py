@@ -28,7 +28,9 @@ from torch import nn
 
 from visattn._checks import (
     check_choice,
+    check_flag_tensor,
     check_matches_parameters,
+    check_nonnegative_int,
     check_positive_float,
     check_positive_int,
     check_probability,
@@ -49,6 +51,7 @@ __all__ = [
     "MASKINGS",
     "MASK_MODES",
     "MASK_SOURCES",
+    "VISNET_EVIDENCE",
     "ReasonerBlock",
     "ReasonerOutput",
     "VisibilityMaskedReasoner",
@@ -56,6 +59,8 @@ __all__ = [
 
 MASKINGS = ("features", "attention", "both")
 MASK_MODES = ("hard", "soft")
+#: What VisNet sees (``visnet_evidence``): the pooled backbone features too, or the keypoint token alone.
+VISNET_EVIDENCE = ("features", "token")
 
 
 def _init_linear(module: nn.Module) -> None:
@@ -159,11 +164,19 @@ class ReasonerBlock(nn.Module):
             ``(y (B, K, E), attn (B, Hh, K, K) or None)``.
         """
         check_tensor("x", x, "B K E", floating=True, E=self.dim)
+        if attn_bias is not None:
+            self.attn._check_bias(attn_bias, x.shape[0], x.shape[1])
+        return self._forward(x, attn_bias, return_attn)
+
+    def _forward(
+        self, x: torch.Tensor, attn_bias: torch.Tensor | None, return_attn: bool
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """:meth:`forward` without the input checks (the reasoner calls it with checked inputs)."""
         if self.norm_first:
-            h, attn = self.attn(self.norm1(x), attn_bias, return_attn=return_attn)
+            h, attn = self.attn._forward(self.norm1(x), attn_bias, return_attn)
             x = x + h
             return x + self.mlp(self.norm2(x)), attn
-        h, attn = self.attn(x, attn_bias, return_attn=return_attn)
+        h, attn = self.attn._forward(x, attn_bias, return_attn)
         x = self.norm1(x + h)
         return self.norm2(x + self.mlp(x)), attn
 
@@ -200,10 +213,10 @@ class VisibilityMaskedReasoner(nn.Module):
     Mask sources (``mask_source``):
 
     * ``"predicted"``: ``sigmoid(vis_logits) >= threshold`` (the paper);
-    * ``"ground_truth"``: the ``visible`` argument (required);
+    * ``"ground_truth"``: the ``flags`` argument (required);
     * ``"none"``: no masking (the paper's "reasoner without masking" ablation);
     * ``"mixed"``: in training, each sample uses its ground truth with probability ``gt_prob`` and
-      the prediction otherwise (``visible`` required in training); in eval, the prediction. Lowering
+      the prediction otherwise (``flags`` required in training); in eval, the prediction. Lowering
       ``gt_prob`` from 1 to 0 during training is scheduled teacher forcing
       (:func:`visattn.visibility.teacher_forcing_prob`).
 
@@ -238,9 +251,11 @@ class VisibilityMaskedReasoner(nn.Module):
         gt_prob: probability of using the ground truth per sample for ``"mixed"``, in [0, 1].
         masking: ``"features" | "attention" | "both"``.
         visnet_hidden: hidden widths of :class:`visattn.visnet.VisNet`.
-        feature_channels: ``C`` of the backbone features VisNet pools at each keypoint
-            (:func:`visattn.visnet.keypoint_evidence`); ``0`` gives VisNet the token alone (the paper).
-            :class:`~visattn.adapters.SimCCAdapter` sets it to its backbone's channels by default.
+        feature_channels: ``C`` of the backbone features that ``forward`` receives (0: none);
+            :class:`~visattn.adapters.SimCCAdapter` passes its backbone's channels.
+        visnet_evidence: ``"features"``: VisNet pools the backbone features at each keypoint
+            (:func:`visattn.visnet.keypoint_evidence`) when ``feature_channels > 0``; ``"token"``: VisNet
+            sees the keypoint token alone (the paper).
         visnet_context: self-attention blocks over keypoints inside VisNet (0: none, the paper).
         visnet_grad_scale: share of the visibility loss's gradient that flows from VisNet back into its
             inputs (the tokens and backbone features), in [0, 1]: ``0`` detaches them (the paper: the
@@ -293,6 +308,7 @@ class VisibilityMaskedReasoner(nn.Module):
         masking: str = "features",
         visnet_hidden: Sequence[int] = (64, 32),
         feature_channels: int = 0,
+        visnet_evidence: str = "features",
         visnet_context: int = 0,
         visnet_grad_scale: float = 0.01,
         mask_mode: str = "soft",
@@ -324,10 +340,13 @@ class VisibilityMaskedReasoner(nn.Module):
                 f"visnet_hidden must be a sequence of positive ints, got {type(visnet_hidden).__name__}"
             )
         hidden = tuple(check_positive_int(f"visnet_hidden[{i}]", h) for i, h in enumerate(visnet_hidden))
+        self.visnet_evidence = check_choice("visnet_evidence", visnet_evidence, VISNET_EVIDENCE)
+        check_nonnegative_int("feature_channels", feature_channels)
         factory: dict[str, Any] = {"device": device, "dtype": dtype}
 
+        channels = feature_channels if visnet_evidence == "features" else 0
         self.visnet = VisNet(
-            in_dim, hidden, feature_channels=feature_channels, context_depth=visnet_context, **factory
+            in_dim, hidden, feature_channels=channels, context_depth=visnet_context, **factory
         )
         self.register_buffer(
             "vis_threshold", torch.tensor(float(threshold), dtype=torch.float32, device=device)
@@ -403,7 +422,7 @@ class VisibilityMaskedReasoner(nn.Module):
         tokens = _scale_grad(tokens, self.visnet_grad_scale)
         features = None if features is None else _scale_grad(features, self.visnet_grad_scale)
         with torch.autocast(device_type=tokens.device.type, enabled=False):
-            logits: torch.Tensor = self.visnet(
+            logits: torch.Tensor = self.visnet._forward(
                 tokens.to(param_dtype), None if features is None else features.to(param_dtype)
             )  # (B, K)
         return logits
@@ -411,7 +430,7 @@ class VisibilityMaskedReasoner(nn.Module):
     def forward(
         self,
         tokens: torch.Tensor,
-        visible: torch.Tensor | None = None,
+        flags: torch.Tensor | None = None,
         *,
         features: torch.Tensor | None = None,
         return_attn: bool = False,
@@ -420,11 +439,10 @@ class VisibilityMaskedReasoner(nn.Module):
 
         Args:
             tokens: ``(B, K, D)`` keypoint tokens.
-            visible: optional ``(B, K)`` ground-truth visibility: COCO flags 0/1/2 (visible iff
-                ``v == 2``; ``v = 0`` counts as occluded) or bools. Validated whenever given; used by
-                ``mask_source`` ``"ground_truth"`` and ``"mixed"``.
-            features: ``(B, C, Hf, Wf)`` backbone features (``Hf * Wf = D``), required iff
-                ``feature_channels > 0``.
+            flags: optional ``(B, K)`` ground-truth COCO flags 0/1/2 (visible iff ``v == 2``; ``v = 0``
+                counts as occluded), used by ``mask_source`` ``"ground_truth"`` and ``"mixed"``.
+            features: ``(B, C, Hf, Wf)`` backbone features (``Hf * Wf = D``), required iff VisNet uses
+                them (``feature_channels > 0`` and ``visnet_evidence="features"``).
             return_attn: also return every block's attention maps (reference attention path).
 
         Returns:
@@ -432,11 +450,33 @@ class VisibilityMaskedReasoner(nn.Module):
         """
         check_tensor("tokens", tokens, "B K D", floating=True, K=self.num_keypoints, D=self.in_dim)
         check_matches_parameters("tokens", tokens, self.embed.weight, "reasoner")
-        gt_visible: torch.Tensor | None = None
-        if visible is not None:
-            check_tensor("visible", visible, "B K", B=tokens.shape[0], K=self.num_keypoints)
-            gt_visible = flags_to_visible(visible, name="visible").to(tokens.device)  # (B, K) bool
+        if flags is not None:
+            check_flag_tensor("flags", flags, "B K", B=tokens.shape[0], K=self.num_keypoints)
+        channels = self.feature_channels
+        if channels and features is None:
+            raise ValueError(
+                f"features (B, C, Hf, Wf) with C={channels} are required by a reasoner whose VisNet pools "
+                "backbone features, got None"
+            )
+        if channels:
+            check_tensor("features", features, "B C Hf Wf", floating=True, B=tokens.shape[0], C=channels)
+            assert features is not None
+            if features.shape[2] * features.shape[3] != self.in_dim:
+                raise ValueError(
+                    f"features must be (B, C, Hf, Wf) with Hf * Wf = D = {self.in_dim}, "
+                    f"got {tuple(features.shape)}"
+                )
+        return self._refine(tokens, flags, features if channels else None, return_attn)
 
+    def _refine(
+        self,
+        tokens: torch.Tensor,
+        flags: torch.Tensor | None,
+        features: torch.Tensor | None,
+        return_attn: bool = False,
+    ) -> ReasonerOutput:
+        """:meth:`forward` without the input checks (the adapters call it with checked inputs)."""
+        gt_visible = None if flags is None else flags_to_visible(flags).to(tokens.device)  # (B, K) bool
         vis_logits = self._visnet_logits(tokens, features)  # (B, K)
         predicted = predicted_visible(vis_logits, self.vis_threshold)  # (B, K) bool
         used, from_gt = select_visible(
@@ -454,7 +494,8 @@ class VisibilityMaskedReasoner(nn.Module):
         x = self.embed_act(self.embed(tokens * mask[..., None]))  # (B, K, E)
         maps: list[torch.Tensor] = []
         for block in self.blocks:
-            x, attn = block(x, attn_bias, return_attn=return_attn)
+            assert isinstance(block, ReasonerBlock)
+            x, attn = block._forward(x, attn_bias, return_attn)
             if attn is not None:
                 maps.append(attn)
         refined = self.proj(self.norm(x)) + tokens  # (B, K, D)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import torch
 
 from visattn._checks import (
-    check_flags,
     check_nonnegative_int,
     check_positive_int,
     check_probability,
@@ -34,8 +33,9 @@ MASK_SOURCES = ("predicted", "ground_truth", "none", "mixed")
 def flags_to_visible(flags: torch.Tensor, *, name: str = "flags") -> torch.Tensor:
     """Turn COCO flags or a bool tensor into a bool ``visible`` tensor of the same shape.
 
-    The values are checked to lie in {0, 1, 2} (skipped while ``torch.compile`` traces, where the
-    check would need a host sync); callers check the shape.
+    Only the dtype is checked, never the values (reading them would synchronise the device in every
+    forward pass): flag values are checked where they enter the package (datasets, codecs, metrics).
+    Callers check the shape.
 
     Args:
         flags: ``(B, K)`` (any shape) COCO flags in {0, 1, 2} of any integer or float dtype, or a
@@ -53,8 +53,8 @@ def flags_to_visible(flags: torch.Tensor, *, name: str = "flags") -> torch.Tenso
         raise TypeError(
             f"{name} must be a torch.Tensor of COCO flags 0/1/2 or bools, got {type(flags).__name__}"
         )
-    if not torch.compiler.is_compiling():
-        check_flags(name, flags, " ".join(f"d{i}" for i in range(flags.dim())))
+    if flags.is_complex():
+        raise TypeError(f"{name} must hold COCO flags 0/1/2 or bools, got dtype {flags.dtype}")
     if flags.dtype == torch.bool:
         return flags
     return flags == 2

@@ -79,7 +79,7 @@ class _ContextBlock(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h, _ = self.attn(self.norm1(x))
+        h, _ = self.attn._forward(self.norm1(x), None, False)
         x = x + h  # (B, K, E)
         out: torch.Tensor = x + self.mlp(self.norm2(x))
         return out
@@ -187,7 +187,6 @@ class VisNet(nn.Module):
             ``(B, K)`` logits (visible iff ``sigmoid(logit) >= threshold``).
         """
         check_tensor("tokens", tokens, "B K D", floating=True, D=self.in_dim)
-        x = tokens
         if self.feature_channels:
             if features is None:
                 raise ValueError(
@@ -203,6 +202,12 @@ class VisNet(nn.Module):
                     f"features must be (B, C, Hf, Wf) with C={self.feature_channels} and Hf * Wf = D = "
                     f"{self.in_dim}, got {tuple(features.shape)}"
                 )
+        return self._forward(tokens, features)
+
+    def _forward(self, tokens: torch.Tensor, features: torch.Tensor | None) -> torch.Tensor:
+        """:meth:`forward` without the input checks (the reasoner calls it with checked inputs)."""
+        x = tokens
+        if self.feature_channels and features is not None:
             x = torch.cat([tokens, keypoint_evidence(tokens, features).to(tokens.dtype)], dim=-1)
         for i, layer in enumerate(self.layers):
             x = layer(x)

@@ -20,6 +20,7 @@ from visattn.codecs.simcc import (
     simcc_decode,
     simcc_encode,
     simcc_flip_back,
+    simcc_num_bins,
 )
 
 __all__ = [
@@ -33,4 +34,5 @@ __all__ = [
     "simcc_decode",
     "simcc_encode",
     "simcc_flip_back",
+    "simcc_num_bins",
 ]

@@ -20,23 +20,33 @@ from typing import NamedTuple
 
 import torch
 
-from visattn._checks import check_positive_float, check_size_pair, check_tensor
-from visattn.codecs._common import (
-    _batch_keypoints,
-    _flip_index_tensor,
-    _gaussian_1d,
-    _labelled_mu,
-    _window_inside,
+from visattn._checks import (
+    check_choice,
+    check_nonnegative_int,
+    check_positive_float,
+    check_size_pair,
+    check_tensor,
+)
+from visattn.codecs._gaussian import gaussian_1d, window_inside
+from visattn.codecs._inputs import (
+    batch_keypoints,
     check_trailing_size,
+    flip_index_tensor,
+    labelled_keypoints,
 )
 
 __all__ = [
+    "REFINEMENTS",
     "HeatmapCodec",
     "HeatmapTargets",
     "heatmap_decode",
     "heatmap_encode",
     "heatmap_flip_back",
 ]
+
+
+#: Sub-pixel refinements of :func:`heatmap_decode`.
+REFINEMENTS = ("quarter", "dark")
 
 
 class HeatmapTargets(NamedTuple):
@@ -103,15 +113,15 @@ def _heatmap_encode(
     sigma: float,
 ) -> HeatmapTargets:
     """:func:`heatmap_encode` with validated hyper-parameters."""
-    kp, fl, unbatched = _batch_keypoints(keypoints, flags)
+    kp, fl, unbatched = batch_keypoints(keypoints, flags)
     (height, width), (hm_h, hm_w) = input_size, heatmap_size
-    labelled, mu = _labelled_mu(kp, fl)
+    labelled, mu = labelled_keypoints(kp, fl)
     stride = torch.tensor([hm_w / width, hm_h / height], dtype=mu.dtype, device=mu.device)
     mu_x, mu_y = (mu * stride).unbind(-1)  # (B, K) each
-    keep = labelled & _window_inside(mu_x, hm_w, sigma) & _window_inside(mu_y, hm_h, sigma)  # (B, K)
+    keep = labelled & window_inside(mu_x, hm_w, sigma) & window_inside(mu_y, hm_h, sigma)  # (B, K)
     weights = keep.to(mu.dtype)
-    gx = _gaussian_1d(mu_x, hm_w, sigma, normalize=False, weights=weights)  # (B, K, Wf)
-    gy = _gaussian_1d(mu_y, hm_h, sigma, normalize=False)  # (B, K, Hf)
+    gx = gaussian_1d(mu_x, hm_w, sigma, normalize=False, weights=weights)  # (B, K, Wf)
+    gy = gaussian_1d(mu_y, hm_h, sigma, normalize=False)  # (B, K, Hf)
     heatmaps = gy.unsqueeze(-1) * gx.unsqueeze(-2)  # (B, K, Hf, Wf)
     if unbatched:
         return HeatmapTargets(heatmaps[0], weights[0])
@@ -129,23 +139,38 @@ def _check_heatmaps(heatmaps: object) -> tuple[torch.Tensor, bool]:
 
 
 def heatmap_decode(
-    heatmaps: torch.Tensor, input_size: tuple[int, int] | Sequence[int]
+    heatmaps: torch.Tensor,
+    input_size: tuple[int, int] | Sequence[int],
+    *,
+    refinement: str = "quarter",
+    blur_kernel_size: int = 11,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Decode heatmaps: argmax, quarter-cell shift toward the higher neighbour, scale to crop pixels.
+    """Decode heatmaps: argmax, a sub-pixel refinement, scale to crop pixels.
 
-    For the argmax cell ``(i, j)`` the column moves by ``0.25 * sign(h[i, j+1] - h[i, j-1])`` when both
-    neighbours exist (``0 < j < Wf - 1``), the row likewise; then ``x = j' * W / Wf`` and
-    ``y = i' * H / Hf``. (SimpleBaseline writes the condition as ``1 < j < Wf - 1``, skipping the
-    shift at ``j = 1``; here every cell with two neighbours is shifted.) Ties pick the first cell in
-    row-major order. Scores are the maximum heatmap values (not probabilities). Computed in float32.
+    Refinements (``refinement``):
 
-    Encode -> decode tolerance: the argmax is the cell nearest ``mu``, ``|mu - j| <= 0.5``; the shift
-    moves toward ``mu``, so an interior keypoint comes back within ``0.25`` cells (``0.25 W / Wf``
-    crop px) per axis, a keypoint whose nearest cell is on the border within ``0.5`` cells.
+    * ``"quarter"`` (SimpleBaseline): for the argmax cell ``(i, j)`` the column moves by
+      ``0.25 * sign(h[i, j+1] - h[i, j-1])`` when both neighbours exist (``0 < j < Wf - 1``), the row
+      likewise. (SimpleBaseline writes the condition as ``1 < j < Wf - 1``, skipping the shift at
+      ``j = 1``; here every cell with two neighbours is shifted.) An interior keypoint of a clean
+      Gaussian comes back within ``0.25`` cells per axis, one whose nearest cell is on the border
+      within ``0.5`` cells.
+    * ``"dark"`` (distribution-aware decoding, Zhang et al., CVPR 2020, as MMPose's ``MSRAHeatmap``
+      with ``unbiased=True``): the map is smoothed by a Gaussian of ``blur_kernel_size`` (OpenCV's
+      sigma rule ``0.3 ((k - 1) / 2 - 1) + 0.8``; ``0`` or ``1``: no smoothing), its logarithm is
+      expanded to second order at the argmax (central differences on an edge-padded map) and the
+      argmax moves by ``-H^-1 g`` (no move where the Hessian is singular). A clean sub-pixel
+      Gaussian decodes to within about 1e-3 cells.
+
+    Then ``x = j' * W / Wf`` and ``y = i' * H / Hf``. Ties pick the first cell in row-major order.
+    Scores are the maximum heatmap values (not probabilities). Computed in float32 (the DARK step in
+    float64).
 
     Args:
         heatmaps: ``(B, K, Hf, Wf)`` or ``(K, Hf, Wf)``.
         input_size: crop size ``(H, W)`` the heatmaps refer to.
+        refinement: ``"quarter" | "dark"``.
+        blur_kernel_size: odd smoothing kernel of ``"dark"`` (11 in MMPose for sigma 2), or 0.
 
     Returns:
         ``keypoints (B, K, 2)`` crop pixels and ``scores (B, K)``, both float32; unbatched input gives
@@ -156,8 +181,14 @@ def heatmap_decode(
         >>> kp, score = heatmap_decode(h, (32, 24))
         >>> kp.tolist(), score.tolist()
         ([[[13.0, 8.0]]], [[1.0]])
+        >>> g = heatmap_encode(torch.tensor([[100.3, 60.7]]), torch.tensor([2]), (256, 192), (64, 48))
+        >>> kp, _ = heatmap_decode(g.heatmaps, (256, 192), refinement="dark")
+        >>> [round(v, 2) for v in kp.tolist()[0]]
+        [100.3, 60.7]
     """
     height, width = check_size_pair("input_size", input_size)
+    check_choice("refinement", refinement, REFINEMENTS)
+    kernel = _check_blur_kernel(blur_kernel_size)
     hm, unbatched = _check_heatmaps(heatmaps)
     b, k, hm_h, hm_w = hm.shape
     if hm_h == 0 or hm_w == 0:
@@ -166,21 +197,76 @@ def heatmap_decode(
     scores, index = flat.max(dim=-1)  # (B, K)
     row = torch.div(index, hm_w, rounding_mode="floor")  # (B, K)
     col = index - row * hm_w  # (B, K)
-    last = hm_h * hm_w - 1
+    if refinement == "dark":
+        dx, dy = _dark_offsets(hm.float(), row, col, kernel)
+    else:
+        last = hm_h * hm_w - 1
 
-    def neighbour_diff(step: int, inside: torch.Tensor) -> torch.Tensor:
-        after = flat.gather(-1, (index + step).clamp(0, last).unsqueeze(-1)).squeeze(-1)
-        before = flat.gather(-1, (index - step).clamp(0, last).unsqueeze(-1)).squeeze(-1)
-        return torch.where(inside, torch.sign(after - before), torch.zeros_like(after))
+        def neighbour_diff(step: int, inside: torch.Tensor) -> torch.Tensor:
+            after = flat.gather(-1, (index + step).clamp(0, last).unsqueeze(-1)).squeeze(-1)
+            before = flat.gather(-1, (index - step).clamp(0, last).unsqueeze(-1)).squeeze(-1)
+            return torch.where(inside, torch.sign(after - before), torch.zeros_like(after))
 
-    dx = neighbour_diff(1, (col > 0) & (col < hm_w - 1))
-    dy = neighbour_diff(hm_w, (row > 0) & (row < hm_h - 1))
-    x = (col.float() + 0.25 * dx) * (width / hm_w)
-    y = (row.float() + 0.25 * dy) * (height / hm_h)
+        dx = 0.25 * neighbour_diff(1, (col > 0) & (col < hm_w - 1))
+        dy = 0.25 * neighbour_diff(hm_w, (row > 0) & (row < hm_h - 1))
+    x = (col.float() + dx) * (width / hm_w)
+    y = (row.float() + dy) * (height / hm_h)
     keypoints = torch.stack((x, y), dim=-1)  # (B, K, 2)
     if unbatched:
         return keypoints[0], scores[0]
     return keypoints, scores
+
+
+def _check_blur_kernel(size: object) -> int:
+    value = check_nonnegative_int("blur_kernel_size", size)
+    if value > 1 and value % 2 == 0:
+        raise ValueError(f"blur_kernel_size must be odd (or 0 for no smoothing), got {value}")
+    return value
+
+
+def _gaussian_blur(hm: torch.Tensor, kernel_size: int) -> torch.Tensor:
+    """Separable Gaussian smoothing of ``(B, K, Hf, Wf)`` maps, reflected borders (OpenCV's default)."""
+    b, k, hm_h, hm_w = hm.shape
+    sigma = 0.3 * ((kernel_size - 1) * 0.5 - 1) + 0.8
+    taps = torch.arange(kernel_size, dtype=hm.dtype, device=hm.device) - kernel_size // 2
+    weights = torch.exp(-(taps**2) / (2 * sigma**2))
+    weights = weights / weights.sum()  # (k,)
+    pad = kernel_size // 2
+    mode = "reflect" if pad < min(hm_h, hm_w) else "replicate"
+    x = torch.nn.functional.pad(hm.reshape(b * k, 1, hm_h, hm_w), (pad, pad, pad, pad), mode=mode)
+    x = torch.nn.functional.conv2d(x, weights.view(1, 1, 1, -1))  # (B*K, 1, Hf + 2 pad, Wf)
+    x = torch.nn.functional.conv2d(x, weights.view(1, 1, -1, 1))  # (B*K, 1, Hf, Wf)
+    return x.reshape(b, k, hm_h, hm_w)
+
+
+def _dark_offsets(
+    hm: torch.Tensor, row: torch.Tensor, col: torch.Tensor, kernel_size: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """DARK's ``-H^-1 g`` of ``log(blur(hm))`` at the argmax ``(row, col)``: ``(dx, dy)`` ``(B, K)`` cells."""
+    b, k, hm_h, hm_w = hm.shape
+    if kernel_size > 1:
+        hm = _gaussian_blur(hm, kernel_size)
+    log = hm.double().clamp_min(1e-10).log()
+    padded = torch.nn.functional.pad(log.reshape(b * k, 1, hm_h, hm_w), (2, 2, 2, 2), mode="replicate")
+    padded = padded.reshape(b, k, -1)  # (B, K, (Hf + 4) * (Wf + 4))
+    stride = hm_w + 4
+
+    def at(dr: int, dc: int) -> torch.Tensor:
+        index = (row + 2 + dr) * stride + (col + 2 + dc)  # (B, K)
+        return padded.gather(-1, index.unsqueeze(-1)).squeeze(-1)
+
+    centre = at(0, 0)
+    gx = 0.5 * (at(0, 1) - at(0, -1))
+    gy = 0.5 * (at(1, 0) - at(-1, 0))
+    hxx = 0.25 * (at(0, 2) - 2 * centre + at(0, -2))
+    hyy = 0.25 * (at(2, 0) - 2 * centre + at(-2, 0))
+    hxy = 0.25 * (at(1, 1) - at(-1, 1) - at(1, -1) + at(-1, -1))
+    det = hxx * hyy - hxy * hxy
+    ok = det != 0
+    safe = torch.where(ok, det, torch.ones_like(det))
+    dx = torch.where(ok, -(hyy * gx - hxy * gy) / safe, torch.zeros_like(det))
+    dy = torch.where(ok, -(hxx * gy - hxy * gx) / safe, torch.zeros_like(det))
+    return dx.float(), dy.float()
 
 
 def heatmap_flip_back(
@@ -219,7 +305,7 @@ def heatmap_flip_back(
     if not isinstance(shift, bool):
         raise TypeError(f"shift must be a bool, got {type(shift).__name__}")
     hm, unbatched = _check_heatmaps(heatmaps)
-    index = _flip_index_tensor(flip_index, hm.shape[1], hm.device)
+    index = flip_index_tensor(flip_index, hm.shape[1], hm.device)
     out = hm.flip(-1).index_select(1, index)  # (B, K, Hf, Wf)
     if shift and out.shape[-1] > 1:
         out = torch.cat((out[..., :1], out[..., :-1]), dim=-1)  # (B, K, Hf, Wf)
@@ -233,11 +319,16 @@ class HeatmapCodec:
         input_size: crop size ``(H, W)``.
         heatmap_size: heatmap size ``(Hf, Wf)`` (``(64, 48)`` for 256x192 crops).
         sigma: Gaussian standard deviation in heatmap cells.
+        refinement: sub-pixel refinement of :meth:`decode`, ``"quarter" | "dark"`` (see
+            :func:`heatmap_decode`).
+        blur_kernel_size: smoothing kernel of ``"dark"`` (odd, or 0).
 
     Attributes:
         input_size: ``(H, W)``.
         heatmap_size: ``(Hf, Wf)``.
         sigma: float.
+        refinement: str.
+        blur_kernel_size: int.
 
     Example:
         >>> codec = HeatmapCodec((256, 192), (64, 48))
@@ -253,15 +344,19 @@ class HeatmapCodec:
         heatmap_size: tuple[int, int] | Sequence[int] = (64, 48),
         *,
         sigma: float = 2.0,
+        refinement: str = "quarter",
+        blur_kernel_size: int = 11,
     ) -> None:
         self.input_size = check_size_pair("input_size", input_size)
         self.heatmap_size = check_size_pair("heatmap_size", heatmap_size)
         self.sigma = check_positive_float("sigma", sigma)
+        self.refinement = check_choice("refinement", refinement, REFINEMENTS)
+        self.blur_kernel_size = _check_blur_kernel(blur_kernel_size)
 
     def __repr__(self) -> str:
         return (
             f"HeatmapCodec(input_size={self.input_size}, heatmap_size={self.heatmap_size}, "
-            f"sigma={self.sigma})"
+            f"sigma={self.sigma}, refinement={self.refinement!r})"
         )
 
     def encode(self, keypoints: torch.Tensor, flags: torch.Tensor) -> HeatmapTargets:
@@ -285,7 +380,9 @@ class HeatmapCodec:
             (torch.Size([2, 3, 2]), torch.Size([2, 3]))
         """
         self._check_size(heatmaps)
-        return heatmap_decode(heatmaps, self.input_size)
+        return heatmap_decode(
+            heatmaps, self.input_size, refinement=self.refinement, blur_kernel_size=self.blur_kernel_size
+        )
 
     def flip_back(
         self, heatmaps: torch.Tensor, flip_index: Sequence[int] | torch.Tensor, *, shift: bool = True

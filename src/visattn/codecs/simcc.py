@@ -24,15 +24,13 @@ from typing import Any, NamedTuple
 import torch
 
 from visattn._checks import check_positive_float, check_size_pair, check_tensor
-from visattn.codecs._common import (
-    _batch_keypoints,
-    _flip_index_tensor,
-    _gaussian_1d,
-    _labelled_mu,
-    _window_inside,
+from visattn.codecs._gaussian import gaussian_1d, window_inside
+from visattn.codecs._inputs import (
+    batch_keypoints,
     check_trailing_size,
+    flip_index_tensor,
+    labelled_keypoints,
 )
-from visattn.heads import simcc_num_bins
 
 __all__ = [
     "SimCCCodec",
@@ -40,7 +38,33 @@ __all__ = [
     "simcc_decode",
     "simcc_encode",
     "simcc_flip_back",
+    "simcc_num_bins",
 ]
+
+
+def simcc_num_bins(input_size: tuple[int, int], split_ratio: float = 2.0) -> tuple[int, int]:
+    """Number of SimCC bins ``(Wx, Hy)`` for an input crop of ``input_size = (H, W)``.
+
+    Args:
+        input_size: ``(H, W)`` input crop size in pixels.
+        split_ratio: bins per pixel.
+
+    Returns:
+        ``(Wx, Hy) = (round(W * split_ratio), round(H * split_ratio))``.
+
+    Example:
+        >>> simcc_num_bins((256, 192), 2.0)
+        (384, 512)
+    """
+    height, width = check_size_pair("input_size", input_size)
+    ratio = check_positive_float("split_ratio", split_ratio)
+    num_x, num_y = round(width * ratio), round(height * ratio)
+    if num_x < 1 or num_y < 1:
+        raise ValueError(
+            f"input_size * split_ratio must give at least one bin per axis, got input_size "
+            f"{(height, width)} and split_ratio {ratio} -> (Wx, Hy) = {(num_x, num_y)}"
+        )
+    return num_x, num_y
 
 
 class SimCCTargets(NamedTuple):
@@ -142,15 +166,15 @@ def _simcc_encode(
     normalize: bool,
 ) -> SimCCTargets:
     """:func:`simcc_encode` with validated hyper-parameters (``num_bins = (Wx, Hy)``)."""
-    kp, fl, unbatched = _batch_keypoints(keypoints, flags)
+    kp, fl, unbatched = batch_keypoints(keypoints, flags)
     (num_x, num_y), (sigma_x, sigma_y) = num_bins, sigma
-    labelled, mu = _labelled_mu(kp, fl)
+    labelled, mu = labelled_keypoints(kp, fl)
     mu = mu * ratio  # (B, K, 2)
     mu_x, mu_y = mu.unbind(-1)  # (B, K) each
-    keep = labelled & _window_inside(mu_x, num_x, sigma_x) & _window_inside(mu_y, num_y, sigma_y)  # (B, K)
+    keep = labelled & window_inside(mu_x, num_x, sigma_x) & window_inside(mu_y, num_y, sigma_y)  # (B, K)
     weights = keep.to(mu.dtype)
-    x_labels = _gaussian_1d(mu_x, num_x, sigma_x, normalize=normalize, weights=weights)  # (B, K, Wx)
-    y_labels = _gaussian_1d(mu_y, num_y, sigma_y, normalize=normalize, weights=weights)  # (B, K, Hy)
+    x_labels = gaussian_1d(mu_x, num_x, sigma_x, normalize=normalize, weights=weights)  # (B, K, Wx)
+    y_labels = gaussian_1d(mu_y, num_y, sigma_y, normalize=normalize, weights=weights)  # (B, K, Hy)
     if unbatched:
         return SimCCTargets(x_labels[0], y_labels[0], weights[0])
     return SimCCTargets(x_labels, y_labels, weights)
@@ -258,7 +282,7 @@ def simcc_flip_back(
     if not isinstance(shift, bool):
         raise TypeError(f"shift must be a bool, got {type(shift).__name__}")
     x, y, unbatched = _check_logit_pair(x_logits, y_logits)
-    index = _flip_index_tensor(flip_index, x.shape[1], x.device)
+    index = flip_index_tensor(flip_index, x.shape[1], x.device)
     out_x = x.flip(-1).index_select(1, index)  # (B, K, Wx)
     out_y = y.index_select(1, index)  # (B, K, Hy)
     if shift and out_x.shape[-1] > 1:

@@ -57,10 +57,11 @@ class TopDownCollate:
       with :func:`~visattn.data.normalize_images` arithmetic, bitwise equal to the dataset's float32
       images; float images are stacked unchanged;
     - with a ``codec``: ``codec.encode(batch["keypoints"] (B, K, 2), batch["flags"] (B, K))`` (COCO
-      flags 0/1/2: v == 2 visible, v == 1 occluded, v == 0 unlabelled) runs once for the batch; its
-      ``weights`` (as float32) replace the dataset's codec-free weights and its other fields are added
-      (``x_labels (B, K, Wx)``, ``y_labels (B, K, Hy)`` for SimCC, ``heatmaps (B, K, Hf, Wf)`` for
-      heatmaps). The samples must not already hold those fields (build the dataset with ``codec=None``).
+      flags 0/1/2: v == 2 visible, v == 1 occluded, v == 0 unlabelled) runs once for the batch; the
+      targets NamedTuple it returns is ``batch["targets"]`` as it is (e.g.
+      :class:`~visattn.codecs.SimCCTargets` ``(x_labels (B, K, Wx), y_labels (B, K, Hy), weights (B, K))``)
+      and its ``weights`` (as float32) replace the dataset's codec-free weights. The samples must not
+      already hold targets (build the dataset with ``codec=None``). A head (``model.head``) is a codec.
 
     The result equals the per-sample path (dataset with the same codec, ``image_dtype="float32"``,
     default collate) to float rounding (the codecs are elementwise, so batching changes no formula).
@@ -83,7 +84,7 @@ class TopDownCollate:
         >>> ds = TopDownCocoDataset(ann, root / "images", input_size=(64, 48), image_dtype="uint8")
         >>> loader = DataLoader(ds, batch_size=2, collate_fn=TopDownCollate(SimCCCodec((64, 48))))
         >>> batch = next(iter(loader))
-        >>> batch["image"].dtype, tuple(batch["x_labels"].shape), tuple(batch["weights"].shape)
+        >>> batch["image"].dtype, tuple(batch["targets"].x_labels.shape), tuple(batch["weights"].shape)
         (torch.float32, (2, 17, 96), (2, 17))
     """
 
@@ -131,19 +132,18 @@ class TopDownCollate:
 
 
 def _encode_batch(codec: KeypointCodec, batch: dict[str, Any]) -> None:
-    """Add the codec targets of the whole batch to ``batch`` (in place)."""
+    """Add the codec targets of the whole batch to ``batch`` (in place) under ``targets``."""
     for key in ("keypoints", "flags"):
         if not isinstance(batch.get(key), torch.Tensor):
             raise ValueError(f"samples need a {key!r} tensor for the codec, got keys {sorted(batch)}")
+    if "targets" in batch:
+        raise ValueError(
+            "samples already hold codec targets: build the dataset with codec=None when TopDownCollate "
+            "encodes the targets"
+        )
     targets = codec.encode(batch["keypoints"], batch["flags"])  # one call for the batch
-    fields = targets._asdict() if hasattr(targets, "_asdict") else dict(targets)
-    if "weights" not in fields:
-        raise ValueError(f"codec.encode must return a 'weights' field, got {sorted(fields)}")
-    for key in fields:
-        if key != "weights" and key in batch:
-            raise ValueError(
-                f"samples already hold the codec target {key!r}: build the dataset with codec=None "
-                "when TopDownCollate encodes the targets"
-            )
-    batch["weights"] = fields.pop("weights").float()
-    batch.update(fields)
+    weights = getattr(targets, "weights", None)
+    if not isinstance(weights, torch.Tensor):
+        raise ValueError(f"codec.encode must return a NamedTuple with a 'weights' field, got {targets!r:.80}")
+    batch["targets"] = targets
+    batch["weights"] = weights.float()

@@ -69,10 +69,11 @@ class KeypointCodec(Protocol):
 
     ``encode(keypoints (K, 2) crop px, flags (K,))`` (the dataset) or ``encode(keypoints (B, K, 2),
     flags (B, K))`` (the collate) returns a NamedTuple whose ``weights`` field is the per-keypoint loss
-    weight; every other field is added to the sample / batch under its own name.
+    weight; the sample / batch holds it as it is under ``targets``. A head
+    (:class:`visattn.heads.PoseHead`) is a codec too.
     """
 
-    def encode(self, keypoints: torch.Tensor, flags: torch.Tensor) -> Any: ...
+    def encode(self, keypoints: torch.Tensor, flags: torch.Tensor) -> Any: ...  # a NamedTuple with weights
 
 
 def normalize_images(images: torch.Tensor) -> torch.Tensor:
@@ -385,9 +386,13 @@ class TopDownCocoDataset(Dataset[dict[str, torch.Tensor]]):
       keypoint that falls outside the crop keeps its flag and gets weight 0;
     - ``weights (K,)`` float32: the codec's weights, or without a codec ``v > 0`` and inside the crop
       (``0 <= x < W``, ``0 <= y < H``);
-    - codec targets (``x_labels``, ``y_labels`` for SimCC, ``heatmaps`` for heatmaps);
-    - meta: ``image_id``, ``ann_id`` (-1 for detections), ``center (2,)``, ``scale (2,)`` (crop size
-      ``(w, h)`` in image px), ``rotation ()`` degrees, ``flipped ()`` bool (``center`` is then in the
+    - ``targets``: what the codec's ``encode`` returns, as it is (a NamedTuple such as
+      :class:`~visattn.codecs.SimCCTargets`; the DataLoader's default collation batches it field by
+      field), only with a codec (or a head: ``codec=model.head``);
+    - meta: ``image_id``, ``ann_id`` (-1 for detections), ``index`` (the sample's index in the dataset:
+      unique per instance, also for detections), ``center (2,)``, ``scale (2,)`` (crop size
+      ``(w, h)`` in image px), ``bbox (4,)`` the person box ``(x, y, w, h)`` in image px as annotated
+      (or detected; the PCK scale), ``rotation ()`` degrees, ``flipped ()`` bool (``center`` is then in the
       mirrored image, ``x' = w_img - 1 - x``), ``bbox_score ()``, ``area ()``, ``replaced ()`` bool
       (True when this index's image was unreadable and ``on_error="skip"`` substituted another sample).
 
@@ -515,6 +520,7 @@ class TopDownCocoDataset(Dataset[dict[str, torch.Tensor]]):
         center, scale = box_to_center_scale(boxes, w / h, _BOX_PADDING)
         self._center = center.numpy()
         self._scale = scale.numpy()
+        self._bbox = np.asarray(self._boxes, dtype=np.float32).reshape(-1, 4)
         # per-sample meta as 0-d numpy arrays of the output dtype: torch.from_numpy of them is cheap
         self._meta_image_id = np.asarray(self.image_ids, dtype=np.int64).reshape(-1)[self._image_index]
         self._meta_score = self._scores.astype(np.float32)
@@ -764,18 +770,19 @@ class TopDownCocoDataset(Dataset[dict[str, torch.Tensor]]):
             sample["weights"] = torch.from_numpy(((flags > 0) & inside).astype(np.float32))
         else:
             targets = self.codec.encode(kp_t, flags_t)
-            fields = targets._asdict() if hasattr(targets, "_asdict") else dict(targets)
-            sample["weights"] = fields.pop("weights").float()
-            sample.update(fields)
+            sample["targets"] = targets
+            sample["weights"] = targets.weights.float()
         # 0-d / 1-d meta straight from numpy (torch.tensor(python value) costs a few us each)
         sample["image_id"] = torch.from_numpy(np.array(self._meta_image_id[index]))
         sample["ann_id"] = torch.from_numpy(np.array(self._ann_ids[index]))
+        sample["index"] = torch.from_numpy(np.array(index, dtype=np.int64))
         sample["center"] = torch.from_numpy(center.astype(np.float32))
         sample["scale"] = torch.from_numpy(scale.astype(np.float32))
         sample["rotation"] = torch.from_numpy(np.array(rotation, dtype=np.float32))
         sample["flipped"] = torch.from_numpy(np.array(flipped))
         sample["bbox_score"] = torch.from_numpy(np.array(self._meta_score[index]))
         sample["area"] = torch.from_numpy(np.array(self._meta_area[index]))
+        sample["bbox"] = torch.from_numpy(self._bbox[index].copy())
         sample["replaced"] = torch.from_numpy(np.array(replaced))
         if covered is not None:
             sample["covered"] = torch.from_numpy(covered)

@@ -12,20 +12,26 @@ sees it; see its docstring for the exact rule.
 
 from __future__ import annotations
 
-import contextlib
-import io
 import math
-import os
-from collections.abc import Iterator, Mapping, Sequence
-from pathlib import Path
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import torch
 
 from visattn._checks import check_choice, check_flags, check_tensor
-from visattn._json import read_json
-from visattn.keypoints import COCO_KEYPOINTS, CROWDPOSE_KEYPOINTS, KeypointInfo, get_keypoint_info
+from visattn.keypoints import KeypointInfo
+from visattn.metrics._coco_files import (
+    AnnotationSource,
+    ResultsSource,
+    check_results,
+    import_pycocotools,
+    infer_keypoint_info,
+    load_annotations,
+    load_results,
+    quiet,
+)
+from visattn.metrics._subsets import SUBSET_FLAG, subset_mask
 
 __all__ = ["COCO_STAT_NAMES", "SUBSETS", "coco_keypoint_ap", "keypoint_oks"]
 
@@ -34,179 +40,6 @@ COCO_STAT_NAMES: tuple[str, ...] = ("AP", "AP50", "AP75", "APM", "APL", "AR", "A
 
 #: Keypoint subsets: ``"all"`` counts ``v > 0``, ``"visible"`` ``v == 2``, ``"occluded"`` ``v == 1``.
 SUBSETS: tuple[str, ...] = ("all", "visible", "occluded")
-
-_SUBSET_FLAG = {"visible": 2, "occluded": 1}
-
-AnnotationSource = str | os.PathLike[str] | Mapping[str, Any]
-ResultsSource = str | os.PathLike[str] | Sequence[Mapping[str, Any]]
-
-
-# ----------------------------------------------------------------------------------------------------------
-# helpers shared by the metrics subpackage (private)
-# ----------------------------------------------------------------------------------------------------------
-
-
-def _import_pycocotools() -> tuple[Any, Any]:
-    """Return ``(COCO, COCOeval)`` from pycocotools, or raise a helpful ImportError."""
-    try:
-        from pycocotools.coco import COCO
-        from pycocotools.cocoeval import COCOeval
-    except ImportError as err:  # pragma: no cover - exercised only without the optional dependency
-        raise ImportError(
-            "COCO keypoint evaluation needs pycocotools; install it with `pip install visattn[data]`"
-        ) from err
-    return COCO, COCOeval
-
-
-@contextlib.contextmanager
-def _quiet(verbose: bool) -> Iterator[None]:
-    """Silence the prints of the COCO API unless ``verbose``."""
-    if verbose:
-        yield
-        return
-    with contextlib.redirect_stdout(io.StringIO()):
-        yield
-
-
-def _load_json(name: str, source: str | os.PathLike[str]) -> Any:
-    path = Path(source)
-    if not path.is_file():
-        raise FileNotFoundError(f"{name} file not found: {path}")
-    return read_json(path, f"{name} file")
-
-
-def _is_number(value: Any) -> bool:
-    """A real number (Python or NumPy), not a bool or a string."""
-    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(
-        value, (bool, np.bool_)
-    )
-
-
-def _load_annotations(ann_file: AnnotationSource) -> dict[str, Any]:
-    """Load a COCO annotation file (or take an already loaded dict) and check its top-level layout."""
-    if isinstance(ann_file, Mapping):
-        data: Any = ann_file
-    elif isinstance(ann_file, (str, os.PathLike)):
-        data = _load_json("ann_file", ann_file)
-    else:
-        raise TypeError(f"ann_file must be a path or a COCO annotation dict, got {type(ann_file).__name__}")
-    if not isinstance(data, Mapping):
-        raise ValueError(f"ann_file must hold a COCO annotation dict, got {type(data).__name__}")
-    for key in ("images", "annotations", "categories"):
-        if key not in data or not isinstance(data[key], list):
-            raise ValueError(f"ann_file must have a list {key!r} (COCO keypoint format), it has none")
-    return dict(data)
-
-
-def _infer_keypoint_info(
-    data: Mapping[str, Any], keypoint_info: str | KeypointInfo | None, default: KeypointInfo = COCO_KEYPOINTS
-) -> KeypointInfo:
-    """Keypoint metadata: the argument, else inferred from K in the annotations (17 COCO, 14 CrowdPose)."""
-    k_file: int | None = None
-    for cat in data["categories"]:
-        if isinstance(cat, Mapping) and isinstance(cat.get("keypoints"), list):
-            k_file = len(cat["keypoints"])
-            break
-    if k_file is None:
-        for ann in data["annotations"]:
-            if isinstance(ann, Mapping) and isinstance(ann.get("keypoints"), list):
-                k_file = len(ann["keypoints"]) // 3
-                break
-    if keypoint_info is not None:
-        info = get_keypoint_info(keypoint_info)
-        if k_file is not None and k_file != info.num_keypoints:
-            raise ValueError(
-                f"keypoint_info {info.name!r} has K={info.num_keypoints} keypoints but the annotation file "
-                f"has K={k_file}"
-            )
-        return info
-    by_k = {
-        COCO_KEYPOINTS.num_keypoints: COCO_KEYPOINTS,
-        CROWDPOSE_KEYPOINTS.num_keypoints: CROWDPOSE_KEYPOINTS,
-    }
-    if k_file is None:
-        return default
-    if k_file not in by_k:
-        raise ValueError(
-            f"cannot infer keypoint_info for K={k_file} keypoints; pass keypoint_info=KeypointInfo(...)"
-        )
-    return by_k[k_file]
-
-
-def _load_results(results: ResultsSource) -> list[dict[str, Any]]:
-    """Results as a list of shallow-copied dicts (the COCO API writes into them; the caller's stay intact)."""
-    if isinstance(results, (str, os.PathLike)):
-        loaded: Any = _load_json("results", results)
-    else:
-        loaded = results
-    if isinstance(loaded, Mapping) or not isinstance(loaded, Sequence) or isinstance(loaded, (str, bytes)):
-        raise TypeError(
-            f"results must be a list of COCO result dicts or a JSON path, got {type(loaded).__name__}"
-        )
-    out: list[dict[str, Any]] = []
-    for i, r in enumerate(loaded):
-        if not isinstance(r, Mapping):
-            raise TypeError(f"results[{i}] must be a dict, got {type(r).__name__}")
-        out.append(dict(r))
-    return out
-
-
-def _check_results(results: list[dict[str, Any]], data: Mapping[str, Any], num_keypoints: int) -> None:
-    """Raise ValueError naming the first bad result (missing key, unknown id, wrong K, non-finite)."""
-    if not results:
-        raise ValueError("results is empty: nothing to evaluate (need at least one COCO result dict)")
-    image_ids = {img["id"] for img in data["images"]}
-    cat_ids = {cat["id"] for cat in data["categories"]}
-    n_values = 3 * num_keypoints
-    for i, r in enumerate(results):
-        for key in ("image_id", "category_id", "keypoints", "score"):
-            if key not in r:
-                raise ValueError(
-                    f"results[{i}] has no {key!r} (need image_id, category_id, keypoints, score)"
-                )
-        if r["image_id"] not in image_ids:
-            raise ValueError(f"results[{i}]: image_id {r['image_id']!r} not in annotation file")
-        if r["category_id"] not in cat_ids:
-            raise ValueError(
-                f"results[{i}]: category_id {r['category_id']!r} not in annotation file {sorted(cat_ids)}"
-            )
-        kp = r["keypoints"]
-        if not isinstance(kp, (list, tuple, np.ndarray)):
-            raise ValueError(
-                f"results[{i}]['keypoints'] must be a list [x, y, s] * K, got {type(kp).__name__}"
-            )
-        if len(kp) != n_values:
-            raise ValueError(
-                f"results[{i}] has {len(kp)} keypoint values, expected 3*{num_keypoints}={n_values} "
-                f"([x, y, score] per keypoint)"
-            )
-        if isinstance(kp, np.ndarray):
-            if kp.dtype.kind not in "iuf":
-                raise ValueError(
-                    f"results[{i}]['keypoints'] must hold numbers, got an array of dtype {kp.dtype}"
-                )
-        elif not all(_is_number(v) for v in kp):
-            j = next(j for j, v in enumerate(kp) if not _is_number(v))
-            raise ValueError(
-                f"results[{i}]['keypoints'][{j}] must be a number, got {type(kp[j]).__name__} {kp[j]!r}"
-            )
-        if not _is_number(r["score"]):
-            raise ValueError(
-                f"results[{i}]['score'] must be a number, got {type(r['score']).__name__} {r['score']!r}"
-            )
-    try:
-        values = np.asarray([r["keypoints"] for r in results], dtype=np.float64)  # (N, 3K)
-        scores = np.asarray([r["score"] for r in results], dtype=np.float64)  # (N,)
-    except (TypeError, ValueError) as err:
-        raise ValueError(f"results keypoints and scores must be numbers: {err}") from err
-    bad = ~np.isfinite(values).all(axis=1)
-    if bad.any():
-        i = int(np.flatnonzero(bad)[0])
-        raise ValueError(f"results[{i}] has non-finite keypoint values (NaN or inf)")
-    bad = ~np.isfinite(scores)
-    if bad.any():
-        i = int(np.flatnonzero(bad)[0])
-        raise ValueError(f"results[{i}] has a non-finite score {scores[i]}")
 
 
 def _prepare_ground_truth(
@@ -246,7 +79,7 @@ def _prepare_ground_truth(
         kpts = np.asarray([a["keypoints"] for a in anns], dtype=np.float64).reshape(
             len(anns), num_keypoints, 3
         )
-        keep = kpts[..., 2] == _SUBSET_FLAG[subset]  # (N, K)
+        keep = kpts[..., 2] == SUBSET_FLAG[subset]  # (N, K)
         kpts[..., 2] = np.where(keep, kpts[..., 2], 0.0)
         counts = keep.sum(axis=1)
         for a, kp, n in zip(anns, kpts.reshape(len(anns), -1).tolist(), counts.tolist()):
@@ -255,17 +88,6 @@ def _prepare_ground_truth(
     out = dict(data)
     out["annotations"] = anns
     return out
-
-
-def _subset_mask(flags: torch.Tensor, subset: str) -> torch.Tensor:
-    """``(N, K)`` bool: the keypoints a subset counts (``v > 0``, ``v == 2`` or ``v == 1``).
-
-    ``flags`` must already be shape-checked COCO flags; a bool tensor is rejected because it cannot tell
-    ``v = 0`` from ``v = 1``.
-    """
-    if flags.dtype == torch.bool:
-        raise TypeError("flags must be COCO flags 0/1/2 (a bool visibility tensor cannot tell v=0 from v=1)")
-    return flags > 0 if subset == "all" else flags == _SUBSET_FLAG[subset]
 
 
 def _stats_to_dict(stats: Sequence[float], names: Sequence[str]) -> dict[str, float]:
@@ -338,13 +160,13 @@ def coco_keypoint_ap(
         1.0
     """
     check_choice("subset", subset, SUBSETS)
-    data = _load_annotations(ann_file)
-    info = _infer_keypoint_info(data, keypoint_info)
-    dets = _load_results(results)
-    _check_results(dets, data, info.num_keypoints)
+    data = load_annotations(ann_file)
+    info = infer_keypoint_info(data, keypoint_info)
+    dets = load_results(results)
+    check_results(dets, data, info.num_keypoints)
     gt_data = _prepare_ground_truth(data, info.num_keypoints, subset, use_area=use_area)
-    COCO, COCOeval = _import_pycocotools()
-    with _quiet(verbose):
+    COCO, COCOeval = import_pycocotools()
+    with quiet(verbose):
         coco_gt = COCO()
         coco_gt.dataset = gt_data
         coco_gt.createIndex()
@@ -405,7 +227,7 @@ def keypoint_oks(
         count = torch.ones(n, k, dtype=pred.dtype, device=pred.device)
     else:
         check_flags("flags", flags, "N K", N=n, K=k)
-        count = _subset_mask(flags, subset).to(pred.dtype)  # (N, K)
+        count = subset_mask(flags, subset).to(pred.dtype)  # (N, K)
     d2 = (pred - gt.to(pred.dtype)).square().sum(-1)  # (N, K)
     var = (2.0 * sig).square()  # (K,)
     e = d2 / (var * (areas.to(pred.dtype)[:, None] + float(np.spacing(1))) * 2.0)  # (N, K)

@@ -22,15 +22,15 @@ import numpy as np
 
 from visattn._checks import check_choice
 from visattn.keypoints import CROWDPOSE_KEYPOINTS, KeypointInfo
-from visattn.metrics.coco import (
+from visattn.metrics._coco_files import (
     AnnotationSource,
     ResultsSource,
-    _check_results,
-    _import_pycocotools,
-    _infer_keypoint_info,
-    _load_annotations,
-    _load_results,
-    _quiet,
+    check_results,
+    import_pycocotools,
+    infer_keypoint_info,
+    load_annotations,
+    load_results,
+    quiet,
 )
 
 __all__ = ["CROWDPOSE_STAT_NAMES", "crowdpose_ap", "xtcocotools_available"]
@@ -147,10 +147,10 @@ def crowdpose_ap(
         >>> round(out["AP"], 6), round(out["AP_medium"], 6), out["AP_hard"]
         (1.0, 1.0, nan)
     """
-    data = _load_annotations(ann_file)
-    info = _infer_keypoint_info(data, keypoint_info, CROWDPOSE_KEYPOINTS)
-    dets = _load_results(results)
-    _check_results(dets, data, info.num_keypoints)
+    data = load_annotations(ann_file)
+    info = infer_keypoint_info(data, keypoint_info, CROWDPOSE_KEYPOINTS)
+    dets = load_results(results)
+    check_results(dets, data, info.num_keypoints)
     low, high = crowd_thresholds
     if not 0.0 <= low <= high:
         raise ValueError(
@@ -171,7 +171,7 @@ def crowdpose_ap(
     gt_data = dict(data)
     gt_data["annotations"] = [dict(a) for a in data["annotations"]]
     out: dict[str, float] = {}
-    with _quiet(verbose):
+    with quiet(verbose):
         if backend == "xtcocotools":
             COCO, COCOeval = _import_xtcocotools()
             coco_gt = COCO()
@@ -180,7 +180,7 @@ def crowdpose_ap(
             coco_dt = coco_gt.loadRes(dets)
             evaluator = COCOeval(coco_gt, coco_dt, "keypoints_crowd", sigmas, use_area=False)
         else:
-            COCO, COCOeval = _import_pycocotools()
+            COCO, COCOeval = import_pycocotools()
             for new_id, ann in enumerate(gt_data["annotations"], start=1):
                 ann["id"] = new_id
                 ann["area"] = float(ann["bbox"][2]) * float(ann["bbox"][3]) * 0.53

@@ -28,7 +28,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -37,14 +37,11 @@ import torch
 import torch.distributed as dist
 
 from visattn._checks import check_flags, check_positive_float, check_probability, check_tensor
+from visattn.data.transforms import crop_to_image
+from visattn.inference import Prediction
 from visattn.keypoints import KeypointInfo, get_keypoint_info
-from visattn.metrics.coco import (
-    AnnotationSource,
-    _infer_keypoint_info,
-    _load_annotations,
-    coco_keypoint_ap,
-    keypoint_oks,
-)
+from visattn.metrics._coco_files import AnnotationSource, infer_keypoint_info, load_annotations
+from visattn.metrics.coco import coco_keypoint_ap, keypoint_oks
 from visattn.metrics.crowdpose import crowdpose_ap
 from visattn.metrics.pck import pck_by_subset
 from visattn.metrics.visibility import visibility_metrics, visibility_ranking_metrics
@@ -229,8 +226,8 @@ class PoseEvaluator:
         self._data: dict[str, Any] | None = None
         self._category_id: int = 1
         if ann_file is not None:
-            self._data = _load_annotations(ann_file)
-            _infer_keypoint_info(self._data, self.keypoint_info)
+            self._data = load_annotations(ann_file)
+            infer_keypoint_info(self._data, self.keypoint_info)
             cats = self._data["categories"]
             if not cats:
                 raise ValueError("ann_file has no category")
@@ -344,6 +341,60 @@ class PoseEvaluator:
             raise ValueError(f"instance_ids must be (B,) with B={b}, got {batch['instance_ids'].shape}")
         for name, arr in batch.items():
             self._state.setdefault(name, []).append(arr)
+
+    def update_from_batch(
+        self, batch: Mapping[str, Any], prediction: Prediction, input_size: Sequence[int]
+    ) -> None:
+        """Add a batch of a :class:`~visattn.data.TopDownCocoDataset` and its predictions.
+
+        Maps the predicted (and the ground-truth) keypoints from crop pixels back to image pixels with
+        the batch's ``center``, ``scale`` and ``rotation`` (:func:`visattn.data.crop_to_image`), and
+        passes the batch's ``image_id``, ``bbox_score``, ``area``, ``flags``, ``bbox`` (the PCK scale)
+        and ``index`` (the instance id that drops the samples a distributed sampler repeats) with the
+        prediction's scores and visibility logits to :meth:`update`.
+
+        Args:
+            batch: a collated dataset batch (tensors on any device).
+            prediction: :func:`visattn.inference.predict_crops` of the batch's images.
+            input_size: ``(H, W)`` of the crops (``model.input_size``).
+
+        Example:
+            >>> import tempfile
+            >>> from pathlib import Path
+            >>> from torch.utils.data import DataLoader
+            >>> from visattn.data import TopDownCocoDataset, make_synthetic_coco
+            >>> from visattn.inference import Prediction
+            >>> root = Path(tempfile.mkdtemp())
+            >>> ann = make_synthetic_coco(root, 2, image_size=(60, 80))
+            >>> batch = next(iter(DataLoader(TopDownCocoDataset(ann, root / "images", input_size=(64, 48)),
+            ...                              batch_size=4)))
+            >>> perfect = Prediction(batch["keypoints"], torch.ones(batch["flags"].shape), None)
+            >>> ev = PoseEvaluator(ann)
+            >>> ev.update_from_batch(batch, perfect, (64, 48))
+            >>> ev.compute()["AP"]
+            1.0
+        """
+        center, scale, rotation = (
+            batch[key].detach().cpu().float() for key in ("center", "scale", "rotation")
+        )
+        pred = prediction.keypoints.detach().cpu().float()
+        keypoints = crop_to_image(pred, center, scale, rotation, input_size)
+        gt_keypoints = crop_to_image(
+            batch["keypoints"].detach().cpu().float(), center, scale, rotation, input_size
+        )
+        vis = prediction.vis_logits
+        self.update(
+            batch["image_id"],
+            keypoints,
+            prediction.scores.detach().cpu(),
+            bbox_scores=batch["bbox_score"],
+            areas=batch["area"],
+            vis_logits=None if vis is None else vis.detach().cpu(),
+            flags=batch["flags"],
+            gt_keypoints=gt_keypoints,
+            boxes=batch["bbox"],
+            instance_ids=batch["index"],
+        )
 
     def _gathered(self) -> dict[str, np.ndarray]:
         """All ranks' instances, deduplicated and in a rank-independent order."""

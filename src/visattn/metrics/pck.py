@@ -18,7 +18,8 @@ import math
 import torch
 
 from visattn._checks import check_choice, check_flags, check_positive_float, check_tensor
-from visattn.metrics.coco import SUBSETS, _subset_mask
+from visattn.metrics._subsets import subset_mask
+from visattn.metrics.coco import SUBSETS
 
 __all__ = ["pck", "pck_by_subset", "pck_counts"]
 
@@ -64,7 +65,7 @@ def pck_counts(
     if not bool(torch.isfinite(pred).all()) or not bool(torch.isfinite(gt).all()):
         raise ValueError("pred and gt must be finite (found NaN or inf)")
     scale = boxes[:, 2:].to(torch.float64).amax(dim=1)  # (N,)
-    counted = _subset_mask(flags, subset) & (scale > 0)[:, None]  # (N, K); rejects bool flags
+    counted = subset_mask(flags, subset) & (scale > 0)[:, None]  # (N, K); rejects bool flags
     dist = torch.linalg.vector_norm(pred.to(torch.float64) - gt.to(torch.float64), dim=-1)  # (N, K)
     correct = (dist < alpha * scale[:, None]) & counted
     return int(correct.sum()), int(counted.sum())

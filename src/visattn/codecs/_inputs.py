@@ -1,16 +1,22 @@
-"""Helpers shared by the SimCC and heatmap codecs (private): validation, batching, 1-D Gaussians."""
+"""Input validation and batching shared by the SimCC and heatmap codecs."""
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from typing import Any
 
 import torch
 
 from visattn._checks import check_flags, check_tensor
+from visattn.codecs._gaussian import work_dtype
 
-__all__ = ["check_trailing_size"]
+__all__ = [
+    "batch_keypoints",
+    "check_codec_flags",
+    "check_trailing_size",
+    "flip_index_tensor",
+    "labelled_keypoints",
+]
 
 
 def check_trailing_size(name: str, value: Any, size: tuple[int, ...], spec: str, axes: str) -> None:
@@ -30,7 +36,7 @@ def check_trailing_size(name: str, value: Any, size: tuple[int, ...], spec: str,
         raise ValueError(f"{name} must be {spec} with {axes}={want} for this codec, got {tuple(value.shape)}")
 
 
-def _check_codec_flags(flags: torch.Tensor, spec: str, **sizes: int | None) -> torch.Tensor:
+def check_codec_flags(flags: torch.Tensor, spec: str, **sizes: int | None) -> torch.Tensor:
     """COCO flags for the encoders: 0/1/2 (integer or float), not bool.
 
     Integer flags are range-checked with one ``aminmax`` (the encoders run once per sample in a
@@ -50,10 +56,10 @@ def _check_codec_flags(flags: torch.Tensor, spec: str, **sizes: int | None) -> t
     return check_flags("flags", fl, spec, **sizes)
 
 
-def _batch_keypoints(keypoints: Any, flags: Any) -> tuple[torch.Tensor, torch.Tensor, bool]:
+def batch_keypoints(keypoints: Any, flags: Any) -> tuple[torch.Tensor, torch.Tensor, bool]:
     """Validate keypoints/flags and return them batched as ``(B, K, 2)``, ``(B, K)`` + unbatched flag.
 
-    Finiteness of the labelled keypoints is checked by :func:`_labelled_mu`.
+    Finiteness of the labelled keypoints is checked by :func:`labelled_keypoints`.
     """
     if not isinstance(keypoints, torch.Tensor):
         raise TypeError(
@@ -63,28 +69,28 @@ def _batch_keypoints(keypoints: Any, flags: Any) -> tuple[torch.Tensor, torch.Te
         raise TypeError(f"flags must be a torch.Tensor (B, K) or (K,), got {type(flags).__name__}")
     if keypoints.dim() == 2:
         kp = check_tensor("keypoints", keypoints, "K C", floating=True, C=2)
-        fl = _check_codec_flags(flags, "K", K=kp.shape[0])
+        fl = check_codec_flags(flags, "K", K=kp.shape[0])
         return kp.unsqueeze(0), fl.unsqueeze(0), True
     if keypoints.dim() == 3:
         kp = check_tensor("keypoints", keypoints, "B K C", floating=True, C=2)
-        fl = _check_codec_flags(flags, "B K", B=kp.shape[0], K=kp.shape[1])
+        fl = check_codec_flags(flags, "B K", B=kp.shape[0], K=kp.shape[1])
         return kp, fl, False
     raise ValueError(f"keypoints must be (B, K, 2) or (K, 2), got {tuple(keypoints.shape)}")
 
 
-def _labelled_mu(kp: torch.Tensor, fl: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def labelled_keypoints(kp: torch.Tensor, fl: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """``labelled (B, K)`` bool and the keypoints ``(B, K, 2)`` in the work dtype, 0 where unlabelled.
 
     Raises ValueError when a labelled keypoint is not finite (unlabelled ones may hold NaN).
     """
     labelled = fl > 0  # (B, K)
-    mu = torch.where(labelled.unsqueeze(-1), kp.to(_work_dtype(kp.dtype)), 0.0)  # (B, K, 2)
+    mu = torch.where(labelled.unsqueeze(-1), kp.to(work_dtype(kp.dtype)), 0.0)  # (B, K, 2)
     if not bool(torch.isfinite(mu).all()):
         raise ValueError("keypoints must be finite for every labelled keypoint (flag 1 or 2)")
     return labelled, mu
 
 
-def _flip_index_tensor(flip_index: Any, num_keypoints: int, device: torch.device) -> torch.Tensor:
+def flip_index_tensor(flip_index: Any, num_keypoints: int, device: torch.device) -> torch.Tensor:
     """Validate a flip permutation of length K and return it as a ``long`` tensor on ``device``."""
     if isinstance(flip_index, torch.Tensor):
         if flip_index.dim() != 1 or flip_index.is_floating_point() or flip_index.dtype == torch.bool:
@@ -104,43 +110,3 @@ def _flip_index_tensor(flip_index: Any, num_keypoints: int, device: torch.device
     if sorted(values) != list(range(num_keypoints)):
         raise ValueError(f"flip_index must be a permutation of range(K) with K={num_keypoints}, got {values}")
     return torch.tensor(values, dtype=torch.long, device=device)
-
-
-def _work_dtype(dtype: torch.dtype) -> torch.dtype:
-    """float64 stays float64; every other floating dtype is computed in float32."""
-    return torch.float64 if dtype == torch.float64 else torch.float32
-
-
-_EXP_FLOOR = {torch.float32: -87.0, torch.float64: -708.0}
-# 2 exp(floor): well above exp(floor) whatever the rounding of a vectorised or scalar exp
-_EXP_FLUSH = {torch.float32: 2.0 * math.exp(-87.0), torch.float64: 2.0 * math.exp(-708.0)}
-
-
-def _gaussian_1d(
-    mu: torch.Tensor, num_bins: int, sigma: float, *, normalize: bool, weights: torch.Tensor | None = None
-) -> torch.Tensor:
-    """``exp(-(i - mu)^2 / (2 sigma^2))`` for bins ``i = 0 .. num_bins-1``; ``mu (B, K)`` -> ``(B, K, n)``.
-
-    ``normalize`` divides by ``sigma * sqrt(2 pi)``; ``weights (B, K)`` (0/1) multiplies each row. The
-    big ``(B, K, n)`` tensor is allocated once and updated in place (fresh allocations of that size
-    cost page faults on CPU); the result is bitwise the same as the out-of-place formula.
-    """
-    bins = torch.arange(num_bins, dtype=mu.dtype, device=mu.device)
-    out = bins - mu.unsqueeze(-1)  # (B, K, n)
-    out.square_().mul_(-0.5 / sigma**2)
-    # exp of large negative arguments takes a slow (denormal) path on CPU: clamp the exponent to the
-    # floor, then set every value below 2 exp(floor) (~3.3e-38 in float32, ~6.7e-308 in float64: at most
-    # a few smallest-normal floats) to exactly 0. One threshold pass instead of a mask + masked_fill.
-    floor = _EXP_FLOOR[mu.dtype]
-    torch.threshold_(out.clamp_(min=floor).exp_(), _EXP_FLUSH[mu.dtype], 0.0)
-    factor = 1.0 / (sigma * math.sqrt(2.0 * math.pi)) if normalize else 1.0
-    if weights is not None:  # weights are 0 / 1, so (out * factor) * w == out * (w * factor) exactly
-        out.mul_((weights * factor if normalize else weights).unsqueeze(-1))
-    elif normalize:
-        out.mul_(factor)
-    return out
-
-
-def _window_inside(mu: torch.Tensor, num_bins: int, sigma: float) -> torch.Tensor:
-    """True where ``[mu - 3 sigma, mu + 3 sigma]`` overlaps ``[0, num_bins - 1]``."""
-    return (mu + 3.0 * sigma >= 0) & (mu - 3.0 * sigma <= num_bins - 1)
