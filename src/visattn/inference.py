@@ -10,15 +10,19 @@ Shape alphabet: B batch, K keypoints, H x W input crop.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any, NamedTuple
+import contextlib
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import torch
 from torch import nn
 
 from visattn._checks import check_flag_tensor, check_tensor
 
-__all__ = ["Prediction", "average_outputs", "predict_crops", "unwrap_model"]
+if TYPE_CHECKING:
+    from visattn.metrics import PoseEvaluator
+
+__all__ = ["Prediction", "average_outputs", "evaluate", "predict_crops", "unwrap_model"]
 
 
 class Prediction(NamedTuple):
@@ -128,3 +132,57 @@ def predict_crops(
     keypoints, scores = head.decode(out)
     vis = out.vis_logits
     return Prediction(keypoints.float(), scores.float(), None if vis is None else vis.float())
+
+
+def evaluate(
+    model: nn.Module,
+    loader: Iterable[Mapping[str, Any]],
+    evaluator: PoseEvaluator,
+    *,
+    flip_index: Sequence[int] | torch.Tensor | None = None,
+    device: torch.device | str | None = None,
+    amp_dtype: torch.dtype | None = None,
+    progress: bool = False,
+) -> dict[str, float]:
+    """Predict every batch of a :class:`~visattn.data.TopDownCocoDataset` loader and compute the metrics.
+
+    Puts the model in eval mode, resets ``evaluator``, runs :func:`predict_crops` (with the flip test when
+    ``flip_index`` is given) on each batch, adds it with
+    :meth:`~visattn.metrics.PoseEvaluator.update_from_batch` and returns ``evaluator.compute()``. Under
+    ``torch.distributed`` each rank evaluates its shard and ``compute`` gathers the results.
+
+    Args:
+        model: the adapter (possibly wrapped by DDP / ``torch.compile``).
+        loader: batches with ``image`` and the dataset's meta fields.
+        evaluator: the :class:`~visattn.metrics.PoseEvaluator` of the split.
+        flip_index: left/right permutation of the keypoints for the flip test, or ``None``.
+        device: where the model runs (default: the device of its first parameter).
+        amp_dtype: ``torch.bfloat16`` / ``torch.float16`` to run under autocast, or ``None``.
+        progress: show a tqdm bar (tqdm must be installed).
+
+    Returns:
+        the metrics dict of :meth:`~visattn.metrics.PoseEvaluator.compute`.
+    """
+    if device is None:
+        param = next(unwrap_model(model).parameters(), None)
+        device = param.device if param is not None else torch.device("cpu")
+    device = torch.device(device)
+    head: Any = unwrap_model(model).head
+    input_size: tuple[int, int] = head.input_size
+    model.eval()
+    evaluator.reset()
+    batches: Iterable[Mapping[str, Any]] = loader
+    if progress:
+        from tqdm import tqdm
+
+        batches = tqdm(loader, desc="eval", leave=False, dynamic_ncols=True)
+    for batch in batches:
+        images = batch["image"].to(device, non_blocking=True)
+        flags = batch["flags"].to(device)
+        autocast: Any = (
+            contextlib.nullcontext() if amp_dtype is None else torch.autocast(device.type, dtype=amp_dtype)
+        )
+        with autocast:
+            prediction = predict_crops(model, images, flags=flags, flip_index=flip_index)
+        evaluator.update_from_batch(batch, prediction, input_size)
+    return evaluator.compute()

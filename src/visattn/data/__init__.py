@@ -22,10 +22,12 @@ from visattn.data.dataset import (
     normalize_images,
 )
 from visattn.data.occlusion import OCCLUDER_KINDS, OcclusionResult, RandomOcclusion, occlude_batch
+from visattn.data.sampler import ResumableSampler, ShardSampler
 from visattn.data.synthetic import (
     OCCLUSION_CAUSES,
     SyntheticImage,
     make_synthetic_coco,
+    make_synthetic_splits,
     occlusion_statistics,
     render_synthetic_image,
 )
@@ -47,6 +49,8 @@ __all__ = [
     "ImageReadError",
     "OcclusionResult",
     "RandomOcclusion",
+    "ResumableSampler",
+    "ShardSampler",
     "SyntheticImage",
     "TopDownCocoDataset",
     "TopDownCollate",
@@ -57,6 +61,7 @@ __all__ = [
     "flip_keypoints",
     "get_affine_matrix",
     "make_synthetic_coco",
+    "make_synthetic_splits",
     "normalize_images",
     "occlude_batch",
     "occlusion_statistics",

@@ -49,7 +49,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from visattn._checks import check_size_pair
+from visattn._checks import check_positive_int, check_size_pair
 from visattn.data._deps import require_cv2
 from visattn.keypoints import COCO_KEYPOINTS
 
@@ -59,6 +59,7 @@ __all__ = [
     "PARTS_PER_FIGURE",
     "SyntheticImage",
     "make_synthetic_coco",
+    "make_synthetic_splits",
     "occlusion_statistics",
     "owner_id",
     "render_synthetic_image",
@@ -732,3 +733,45 @@ def occlusion_statistics(annotations: str | os.PathLike[str] | dict[str, Any]) -
         "person_share": share(int(counts[2])),
         "self_share": share(int(counts[3])),
     }
+
+
+def make_synthetic_splits(
+    root: str | os.PathLike[str], train: int, val: int, *, seed: int = 0, num_workers: int = 0
+) -> dict[str, tuple[Path, Path]]:
+    """A synthetic train and val split under ``root``, generated only when missing or of other sizes.
+
+    ``root/train`` holds ``train`` images of seed ``seed``, ``root/val`` ``val`` images of seed
+    ``seed + 10000``; ``root/synthetic.json`` records ``{"train", "val", "seed"}``, so a second call with
+    the same arguments reuses the files and one with other arguments regenerates them.
+
+    Args:
+        root: output folder.
+        train: number of training images (>= 1).
+        val: number of validation images (>= 1).
+        seed: seed of the training split.
+        num_workers: rendering processes (the files do not depend on it).
+
+    Returns:
+        ``{"train": (annotation file, image folder), "val": (...)}``.
+
+    Example:
+        >>> import tempfile
+        >>> splits = make_synthetic_splits(tempfile.mkdtemp(), 2, 1)
+        >>> sorted(splits), splits["val"][0].name
+        (['train', 'val'], 'person_keypoints_val.json')
+    """
+    folder = Path(root)
+    spec = {"train": check_positive_int("train", train), "val": check_positive_int("val", val), "seed": seed}
+    splits = ("train", "val")
+    out = {
+        name: (folder / name / f"person_keypoints_{name}.json", folder / name / "images") for name in splits
+    }
+    spec_file = folder / "synthetic.json"
+    found = json.loads(spec_file.read_text()) if spec_file.is_file() else None
+    if found != spec or not all(ann.is_file() for ann, _ in out.values()):
+        make_synthetic_coco(folder / "train", train, seed=seed, num_workers=num_workers)
+        make_synthetic_coco(
+            folder / "val", val, seed=seed + 10_000, split_name="val", num_workers=num_workers
+        )
+        spec_file.write_text(json.dumps(spec))
+    return out

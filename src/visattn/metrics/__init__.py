@@ -9,6 +9,7 @@ from visattn.metrics.coco import COCO_STAT_NAMES, SUBSETS, coco_keypoint_ap, key
 from visattn.metrics.crowdpose import CROWDPOSE_STAT_NAMES, crowdpose_ap, xtcocotools_available
 from visattn.metrics.evaluator import PoseEvaluator, instance_scores, oks_nms
 from visattn.metrics.pck import pck, pck_by_subset, pck_counts
+from visattn.metrics.table import format_table
 from visattn.metrics.visibility import (
     calibrate_visibility_threshold,
     visibility_confusion,
@@ -24,6 +25,7 @@ __all__ = [
     "calibrate_visibility_threshold",
     "coco_keypoint_ap",
     "crowdpose_ap",
+    "format_table",
     "instance_scores",
     "keypoint_oks",
     "oks_nms",
