@@ -34,7 +34,8 @@ FORBIDDEN = (
     "mmcv",
     "mmpose",
 )
-# Modules whose import must stay within torch, einops and numpy (data and metrics import their extras lazily).
+# Modules whose import must stay within torch, einops and numpy (data, metrics and viz import their extras
+# lazily).
 CORE_MODULES = (
     "visattn",
     "visattn.visibility",
@@ -50,6 +51,7 @@ CORE_MODULES = (
     "visattn.export",
     "visattn.data",
     "visattn.metrics",
+    "visattn.viz",
 )
 
 _FOOTPRINT = """

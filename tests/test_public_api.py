@@ -74,6 +74,7 @@ MODULES = [
     "visattn.reasoner",
     "visattn.visibility",
     "visattn.visnet",
+    "visattn.viz",
 ]
 
 
