@@ -46,14 +46,14 @@ ResultsSource = str | os.PathLike[str] | Sequence[Mapping[str, Any]]
 # ----------------------------------------------------------------------------------------------------------
 
 
-def _import_pycocotools() -> tuple[Any, Any]:
-    """Return ``(COCO, COCOeval)`` from pycocotools, or raise a helpful ImportError."""
+def _import_pycocotools(purpose: str = "COCO keypoint evaluation") -> tuple[Any, Any]:
+    """Return ``(COCO, COCOeval)`` from pycocotools, or raise an ImportError naming ``purpose``."""
     try:
         from pycocotools.coco import COCO
         from pycocotools.cocoeval import COCOeval
     except ImportError as err:  # pragma: no cover - exercised only without the optional dependency
         raise ImportError(
-            "COCO keypoint evaluation needs pycocotools; install it with `pip install visattn[data]`"
+            f"{purpose} needs pycocotools; install it with `pip install visattn[data]`"
         ) from err
     return COCO, COCOeval
 
@@ -312,7 +312,7 @@ def coco_keypoint_ap(
             :class:`~visattn.keypoints.KeypointInfo`); ``None`` infers it from K in the file (17 COCO,
             14 CrowdPose).
         use_area: use the annotations' ``area`` as OKS scale and for the area ranges (COCO). ``False``
-            uses ``0.53 * bbox w * h`` instead, the xtcocotools / CrowdPose rule for files without areas.
+            uses ``0.53 * bbox w * h`` instead, the CrowdPose rule for files without areas.
         verbose: let pycocotools print its progress and summary.
 
     Returns:
