@@ -118,7 +118,7 @@ def lr_lambdas(
     check_choice("schedule", schedule, SCHEDULES)
     warmup = min(check_nonnegative_int("warmup_iters", warmup_iters), total // 10)
     floor = check_probability("min_lr_ratio", min_lr_ratio)
-    common = {
+    common: dict[str, Any] = {
         "total": total,
         "schedule": schedule,
         "iters_per_epoch": check_positive_int("iters_per_epoch", iters_per_epoch),

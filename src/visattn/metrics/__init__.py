@@ -1,12 +1,11 @@
 """Evaluation metrics: COCO keypoint AP (all / visible / occluded), PCK, visibility, CrowdPose.
 
-The COCO and CrowdPose evaluations use the optional dependencies pycocotools
-(``pip install visattn[data]``) and xtcocotools (``pip install visattn[crowdpose]``), imported only
-when an evaluation runs.
+The COCO and CrowdPose evaluations use the optional dependency pycocotools
+(``pip install visattn[data]``), imported only when an evaluation runs.
 """
 
 from visattn.metrics.coco import COCO_STAT_NAMES, SUBSETS, coco_keypoint_ap, keypoint_oks
-from visattn.metrics.crowdpose import CROWDPOSE_STAT_NAMES, crowdpose_ap, xtcocotools_available
+from visattn.metrics.crowdpose import CROWDPOSE_STAT_NAMES, crowdpose_ap
 from visattn.metrics.evaluator import PoseEvaluator, instance_scores, oks_nms
 from visattn.metrics.pck import pck, pck_by_subset, pck_counts
 from visattn.metrics.table import format_table
@@ -35,5 +34,4 @@ __all__ = [
     "visibility_confusion",
     "visibility_metrics",
     "visibility_ranking_metrics",
-    "xtcocotools_available",
 ]

@@ -13,6 +13,7 @@ import numpy as np
 
 from visattn._json import read_json
 from visattn.keypoints import COCO_KEYPOINTS, CROWDPOSE_KEYPOINTS, KeypointInfo, get_keypoint_info
+from visattn.metrics._subsets import SUBSET_FLAG
 
 __all__ = [
     "AnnotationSource",
@@ -20,8 +21,10 @@ __all__ = [
     "check_results",
     "import_pycocotools",
     "infer_keypoint_info",
+    "is_number",
     "load_annotations",
     "load_results",
+    "prepare_ground_truth",
     "quiet",
 ]
 
@@ -29,14 +32,14 @@ AnnotationSource = str | os.PathLike[str] | Mapping[str, Any]
 ResultsSource = str | os.PathLike[str] | Sequence[Mapping[str, Any]]
 
 
-def import_pycocotools() -> tuple[Any, Any]:
-    """Return ``(COCO, COCOeval)`` from pycocotools, or raise a helpful ImportError."""
+def import_pycocotools(purpose: str = "COCO keypoint evaluation") -> tuple[Any, Any]:
+    """Return ``(COCO, COCOeval)`` from pycocotools, or raise an ImportError naming ``purpose``."""
     try:
         from pycocotools.coco import COCO
         from pycocotools.cocoeval import COCOeval
     except ImportError as err:  # pragma: no cover - exercised only without the optional dependency
         raise ImportError(
-            "COCO keypoint evaluation needs pycocotools; install it with `pip install visattn[data]`"
+            f"{purpose} needs pycocotools; install it with `pip install visattn[data]`"
         ) from err
     return COCO, COCOeval
 
@@ -58,7 +61,7 @@ def _load_json(name: str, source: str | os.PathLike[str]) -> Any:
     return read_json(path, f"{name} file")
 
 
-def _is_number(value: Any) -> bool:
+def is_number(value: Any) -> bool:
     """A real number (Python or NumPy), not a bool or a string."""
     return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(
         value, (bool, np.bool_)
@@ -168,12 +171,12 @@ def check_results(results: list[dict[str, Any]], data: Mapping[str, Any], num_ke
                 raise ValueError(
                     f"results[{i}]['keypoints'] must hold numbers, got an array of dtype {kp.dtype}"
                 )
-        elif not all(_is_number(v) for v in kp):
-            j = next(j for j, v in enumerate(kp) if not _is_number(v))
+        elif not all(is_number(v) for v in kp):
+            j = next(j for j, v in enumerate(kp) if not is_number(v))
             raise ValueError(
                 f"results[{i}]['keypoints'][{j}] must be a number, got {type(kp[j]).__name__} {kp[j]!r}"
             )
-        if not _is_number(r["score"]):
+        if not is_number(r["score"]):
             raise ValueError(
                 f"results[{i}]['score'] must be a number, got {type(r['score']).__name__} {r['score']!r}"
             )
@@ -190,3 +193,51 @@ def check_results(results: list[dict[str, Any]], data: Mapping[str, Any], num_ke
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
         raise ValueError(f"results[{i}] has a non-finite score {scores[i]}")
+
+
+def prepare_ground_truth(
+    data: Mapping[str, Any], num_keypoints: int, subset: str, *, use_area: bool
+) -> dict[str, Any]:
+    """In-memory GT for COCOeval: copied annotations, subset restriction and the area rule applied."""
+    anns: list[dict[str, Any]] = []
+    for i, ann in enumerate(data["annotations"]):
+        if not isinstance(ann, Mapping) or "keypoints" not in ann or "bbox" not in ann:
+            raise ValueError(f"ann_file annotations[{i}] must have 'keypoints' and 'bbox'")
+        if len(ann["keypoints"]) != 3 * num_keypoints:
+            raise ValueError(
+                f"ann_file annotations[{i}] has {len(ann['keypoints'])} keypoint values, "
+                f"expected 3*{num_keypoints}={3 * num_keypoints}"
+            )
+        copy = dict(ann)
+        copy.setdefault("iscrowd", 0)
+        if "num_keypoints" not in copy:  # COCOeval ignores instances by it: recompute it from the flags
+            try:
+                flags = np.asarray(ann["keypoints"][2::3], dtype=np.float64)
+            except (TypeError, ValueError) as err:
+                raise ValueError(
+                    f"ann_file annotations[{i}] (id {ann.get('id')}) has no 'num_keypoints' and its keypoint "
+                    f"flags are not numbers ({err})"
+                ) from None
+            copy["num_keypoints"] = int((flags > 0).sum())
+        if use_area:
+            if "area" not in ann:
+                raise ValueError(
+                    f"ann_file annotations[{i}] (id {ann.get('id')}) has no 'area'; pass use_area=False "
+                    f"to use 0.53 * bbox w * h instead (the CrowdPose convention)"
+                )
+        else:
+            copy["area"] = float(ann["bbox"][2]) * float(ann["bbox"][3]) * 0.53
+        anns.append(copy)
+    if subset != "all" and anns:
+        kpts = np.asarray([a["keypoints"] for a in anns], dtype=np.float64).reshape(
+            len(anns), num_keypoints, 3
+        )
+        keep = kpts[..., 2] == SUBSET_FLAG[subset]  # (N, K)
+        kpts[..., 2] = np.where(keep, kpts[..., 2], 0.0)
+        counts = keep.sum(axis=1)
+        for a, kp, n in zip(anns, kpts.reshape(len(anns), -1).tolist(), counts.tolist()):
+            a["keypoints"] = kp
+            a["num_keypoints"] = int(n)
+    out = dict(data)
+    out["annotations"] = anns
+    return out

@@ -13,8 +13,7 @@ sees it; see its docstring for the exact rule.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -29,9 +28,10 @@ from visattn.metrics._coco_files import (
     infer_keypoint_info,
     load_annotations,
     load_results,
+    prepare_ground_truth,
     quiet,
 )
-from visattn.metrics._subsets import SUBSET_FLAG, subset_mask
+from visattn.metrics._subsets import subset_mask
 
 __all__ = ["COCO_STAT_NAMES", "SUBSETS", "coco_keypoint_ap", "keypoint_oks"]
 
@@ -40,54 +40,6 @@ COCO_STAT_NAMES: tuple[str, ...] = ("AP", "AP50", "AP75", "APM", "APL", "AR", "A
 
 #: Keypoint subsets: ``"all"`` counts ``v > 0``, ``"visible"`` ``v == 2``, ``"occluded"`` ``v == 1``.
 SUBSETS: tuple[str, ...] = ("all", "visible", "occluded")
-
-
-def _prepare_ground_truth(
-    data: Mapping[str, Any], num_keypoints: int, subset: str, *, use_area: bool
-) -> dict[str, Any]:
-    """In-memory GT for COCOeval: copied annotations, subset restriction and the area rule applied."""
-    anns: list[dict[str, Any]] = []
-    for i, ann in enumerate(data["annotations"]):
-        if not isinstance(ann, Mapping) or "keypoints" not in ann or "bbox" not in ann:
-            raise ValueError(f"ann_file annotations[{i}] must have 'keypoints' and 'bbox'")
-        if len(ann["keypoints"]) != 3 * num_keypoints:
-            raise ValueError(
-                f"ann_file annotations[{i}] has {len(ann['keypoints'])} keypoint values, "
-                f"expected 3*{num_keypoints}={3 * num_keypoints}"
-            )
-        copy = dict(ann)
-        copy.setdefault("iscrowd", 0)
-        if "num_keypoints" not in copy:  # COCOeval ignores instances by it: recompute it from the flags
-            try:
-                flags = np.asarray(ann["keypoints"][2::3], dtype=np.float64)
-            except (TypeError, ValueError) as err:
-                raise ValueError(
-                    f"ann_file annotations[{i}] (id {ann.get('id')}) has no 'num_keypoints' and its keypoint "
-                    f"flags are not numbers ({err})"
-                ) from None
-            copy["num_keypoints"] = int((flags > 0).sum())
-        if use_area:
-            if "area" not in ann:
-                raise ValueError(
-                    f"ann_file annotations[{i}] (id {ann.get('id')}) has no 'area'; pass use_area=False "
-                    f"to use 0.53 * bbox w * h instead (the CrowdPose convention)"
-                )
-        else:
-            copy["area"] = float(ann["bbox"][2]) * float(ann["bbox"][3]) * 0.53
-        anns.append(copy)
-    if subset != "all" and anns:
-        kpts = np.asarray([a["keypoints"] for a in anns], dtype=np.float64).reshape(
-            len(anns), num_keypoints, 3
-        )
-        keep = kpts[..., 2] == SUBSET_FLAG[subset]  # (N, K)
-        kpts[..., 2] = np.where(keep, kpts[..., 2], 0.0)
-        counts = keep.sum(axis=1)
-        for a, kp, n in zip(anns, kpts.reshape(len(anns), -1).tolist(), counts.tolist()):
-            a["keypoints"] = kp
-            a["num_keypoints"] = int(n)
-    out = dict(data)
-    out["annotations"] = anns
-    return out
 
 
 def _stats_to_dict(stats: Sequence[float], names: Sequence[str]) -> dict[str, float]:
@@ -134,7 +86,7 @@ def coco_keypoint_ap(
             :class:`~visattn.keypoints.KeypointInfo`); ``None`` infers it from K in the file (17 COCO,
             14 CrowdPose).
         use_area: use the annotations' ``area`` as OKS scale and for the area ranges (COCO). ``False``
-            uses ``0.53 * bbox w * h`` instead, the xtcocotools / CrowdPose rule for files without areas.
+            uses ``0.53 * bbox w * h`` instead, the CrowdPose rule for files without areas.
         verbose: let pycocotools print its progress and summary.
 
     Returns:
@@ -164,7 +116,7 @@ def coco_keypoint_ap(
     info = infer_keypoint_info(data, keypoint_info)
     dets = load_results(results)
     check_results(dets, data, info.num_keypoints)
-    gt_data = _prepare_ground_truth(data, info.num_keypoints, subset, use_area=use_area)
+    gt_data = prepare_ground_truth(data, info.num_keypoints, subset, use_area=use_area)
     COCO, COCOeval = import_pycocotools()
     with quiet(verbose):
         coco_gt = COCO()

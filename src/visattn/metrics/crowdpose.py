@@ -1,21 +1,33 @@
 """CrowdPose AP/AR with the easy / medium / hard split by crowd index (the paper's Table 4).
 
-Uses xtcocotools' ``COCOeval(gt, dt, "keypoints_crowd", sigmas, use_area=False)``, the evaluation of
-the CrowdPose benchmark and of MMPose: OKS with scale ``0.53 * bbox w * h`` (CrowdPose files have no
-``area``), a ground truth is ignored iff its ``num_keypoints`` (CrowdPose counts visible joints only)
-is 0, and a detection whose keypoint scores are all 0 is dropped. xtcocotools is an optional
-dependency (``pip install visattn[crowdpose]``), imported only when an evaluation runs. Its published
-wheels are built against numpy 1.x and fail to import under numpy 2; ``backend="pycocotools"`` (chosen
-automatically then) runs the same protocol through pycocotools and gives the same numbers.
+Computed with pycocotools' ``COCOeval`` (``pip install visattn[data]``, imported only when an
+evaluation runs) on inputs prepared to follow the CrowdPose protocol: the one of the official toolkit
+(crowdposetools) and of xtcocotools' ``COCOeval(gt, dt, "keypoints_crowd", sigmas, use_area=False)``,
+which MMPose reports. The rules:
 
-Difficulty split: an image is *easy* if ``crowdIndex < 0.2``, *medium* if ``crowdIndex < 0.8``, else
-*hard*, the thresholds xtcocotools (and the official CrowdPose code it adapts) pass in its summary; the
-paper's text quotes 0.1 / 0.8. ``AP_easy`` etc. are the AP over the images of that bucket.
+- OKS with the CrowdPose sigmas and the scale ``0.53 * bbox w * h`` (CrowdPose files have no
+  ``area``); the same scale places a ground truth in the area range "all".
+- A ground truth is ignored iff it is a crowd region or its ``num_keypoints`` is 0 (CrowdPose counts
+  the visible joints there, so an instance with only occluded joints is ignored; a file without
+  ``num_keypoints`` gets the number of labelled joints).
+- A detection whose keypoint scores are all 0 is dropped (xtcocotools' rule).
+- AP / AR average 10 OKS thresholds 0.50:0.05:0.95 with at most 20 detections per image.
+
+Difficulty split: an image is *easy* if ``crowdIndex < 0.2``, *medium* if ``0.2 <= crowdIndex < 0.8``,
+else *hard*. These are the thresholds the official toolkit's ``summarize`` (and xtcocotools, which
+adapts it) passes to its split, so they give the published AP-easy / medium / hard; the paper's text
+quotes 0.1 / 0.8 (``crowd_thresholds=(0.1, 0.8)``). ``AP_easy`` etc. are the AP over the images of
+that bucket.
+
+xtcocotools is not needed: on the same inputs this module gives its numbers (the test suite compares
+the two when xtcocotools imports).
 """
 
 from __future__ import annotations
 
 import math
+import warnings
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -28,14 +40,16 @@ from visattn.metrics._coco_files import (
     check_results,
     import_pycocotools,
     infer_keypoint_info,
+    is_number,
     load_annotations,
     load_results,
+    prepare_ground_truth,
     quiet,
 )
 
-__all__ = ["CROWDPOSE_STAT_NAMES", "crowdpose_ap", "xtcocotools_available"]
+__all__ = ["CROWDPOSE_STAT_NAMES", "crowdpose_ap"]
 
-#: Keys returned by :func:`crowdpose_ap`, in the order of xtcocotools' ``stats``.
+#: Keys returned by :func:`crowdpose_ap`, in the order of xtcocotools' CrowdPose ``stats``.
 CROWDPOSE_STAT_NAMES: tuple[str, ...] = (
     "AP",
     "AP50",
@@ -49,37 +63,57 @@ CROWDPOSE_STAT_NAMES: tuple[str, ...] = (
 )
 
 
-def _import_xtcocotools() -> tuple[Any, Any]:
-    """Return ``(COCO, COCOeval)`` from xtcocotools, or raise a helpful ImportError."""
-    try:
-        from xtcocotools.coco import COCO
-        from xtcocotools.cocoeval import COCOeval
-    except ImportError as err:
-        raise ImportError(
-            "CrowdPose evaluation needs xtcocotools; install it with `pip install visattn[crowdpose]` "
-            "(or pass backend='pycocotools')"
-        ) from err
-    except ValueError as err:  # a wheel built against another numpy ABI fails with ValueError
-        raise ImportError(
-            f"xtcocotools is installed but cannot be imported ({err}); it was built for another numpy "
-            f"version: rebuild it (`pip install --no-binary xtcocotools xtcocotools`), use numpy<2, or "
-            f"pass backend='pycocotools'"
-        ) from err
-    return COCO, COCOeval
+def _check_backend(backend: str | None) -> None:
+    """Accept the removed ``backend`` argument's old values with a DeprecationWarning."""
+    if backend is None:
+        return
+    if backend == "xtcocotools":
+        raise ValueError(
+            "backend='xtcocotools' was removed: crowdpose_ap computes CrowdPose AP with pycocotools "
+            "(the same numbers); drop the backend argument"
+        )
+    check_choice("backend", backend, ("auto", "pycocotools"))
+    warnings.warn(
+        "crowdpose_ap(backend=...) is deprecated and has no effect: CrowdPose AP is always computed "
+        "with pycocotools; drop the argument",
+        DeprecationWarning,
+        stacklevel=3,
+    )
 
 
-def xtcocotools_available() -> bool:
-    """Whether xtcocotools imports in this environment (it is absent, or built for another numpy ABI).
+def _check_thresholds(crowd_thresholds: Any) -> tuple[float, float]:
+    """``(easy_below, medium_below)`` as floats with ``0 <= a <= b``, or a clear error."""
+    if (
+        not isinstance(crowd_thresholds, (tuple, list))
+        or len(crowd_thresholds) != 2
+        or not all(is_number(t) for t in crowd_thresholds)
+    ):
+        raise TypeError(
+            f"crowd_thresholds must be a pair (easy_below, medium_below) of numbers, got {crowd_thresholds!r}"
+        )
+    low, high = (float(t) for t in crowd_thresholds)
+    if not (math.isfinite(low) and math.isfinite(high) and 0.0 <= low <= high):
+        raise ValueError(
+            f"crowd_thresholds must be (easy_below, medium_below) with 0 <= a <= b, got {(low, high)}"
+        )
+    return low, high
 
-    Example:
-        >>> isinstance(xtcocotools_available(), bool)
-        True
-    """
-    try:
-        _import_xtcocotools()
-    except ImportError:
-        return False
-    return True
+
+def _split_by_crowd_index(images: list[Any], low: float, high: float) -> dict[str, list[Any]]:
+    """Image ids per difficulty: ``crowdIndex < low`` easy, ``< high`` medium, else hard."""
+    buckets: dict[str, list[Any]] = {"easy": [], "medium": [], "hard": []}
+    for img in images:
+        if not isinstance(img, Mapping) or "crowdIndex" not in img:
+            image_id = img.get("id") if isinstance(img, Mapping) else None
+            raise ValueError(f"ann_file image {image_id!r} has no 'crowdIndex' (CrowdPose format needed)")
+        c = img["crowdIndex"]
+        if not is_number(c) or not math.isfinite(float(c)):
+            raise ValueError(
+                f"ann_file image {img.get('id')!r} has crowdIndex {c!r}; it must be a finite number"
+            )
+        c = float(c)
+        buckets["easy" if c < low else "medium" if c < high else "hard"].append(img["id"])
+    return buckets
 
 
 def _mean_defined(values: np.ndarray) -> float:
@@ -89,7 +123,7 @@ def _mean_defined(values: np.ndarray) -> float:
 
 
 def _summary(evaluator: Any, *, ap: bool, iou_thr: float | None = None) -> float:
-    """xtcocotools' ``_summarize`` for area range "all", maxDets 20 (NaN instead of its -1)."""
+    """The toolkit's ``_summarize`` for area range "all", maxDets 20 (NaN instead of its -1)."""
     p = evaluator.params
     values: np.ndarray = evaluator.eval["precision" if ap else "recall"]
     if iou_thr is not None:
@@ -106,10 +140,15 @@ def crowdpose_ap(
     *,
     keypoint_info: str | KeypointInfo | None = None,
     crowd_thresholds: tuple[float, float] = (0.2, 0.8),
-    backend: str = "auto",
     verbose: bool = False,
+    backend: str | None = None,
 ) -> dict[str, float]:
-    """CrowdPose keypoint AP/AR and AP per crowd-index difficulty.
+    """CrowdPose keypoint AP/AR and AP per crowd-index difficulty, computed with pycocotools.
+
+    Runs pycocotools' ``COCOeval(gt, dt, "keypoints")`` on an in-memory copy of the inputs prepared to
+    follow the CrowdPose protocol (see the module docstring): ground-truth ``area := 0.53 * bbox w * h``,
+    detections with all keypoint scores 0 dropped, ground-truth ids renumbered from 1 so that an id 0
+    cannot read as "unmatched"; then once over all images and once per difficulty bucket.
 
     Args:
         ann_file: CrowdPose annotation JSON path or loaded dict (not modified); every image needs a
@@ -117,26 +156,25 @@ def crowdpose_ap(
         results: COCO-format keypoint results (list of ``{"image_id", "category_id", "keypoints",
             "score"}`` dicts, not modified) or a path to such a JSON list.
         keypoint_info: keypoint set whose OKS sigmas are used; ``None`` infers it from K (14 CrowdPose).
-        crowd_thresholds: ``(easy_below, medium_below)`` crowd-index bounds of the buckets.
-        backend: ``"xtcocotools"``; ``"pycocotools"``, which runs pycocotools' ``COCOeval`` on inputs
-            prepared to follow the same protocol (ground-truth ``area := 0.53 * bbox w * h``, detections
-            with all keypoint scores 0 dropped, ground-truth ids renumbered from 1 so that an id 0 cannot
-            read as "unmatched"), for environments where xtcocotools does not import; or ``"auto"``
-            (default): xtcocotools when it imports (:func:`xtcocotools_available`), else pycocotools.
-        verbose: let the COCO API print its progress.
+        crowd_thresholds: ``(easy_below, medium_below)`` crowd-index bounds of the buckets; the default
+            ``(0.2, 0.8)`` is the official toolkit's.
+        verbose: let pycocotools print its progress.
+        backend: deprecated and ignored (CrowdPose AP no longer uses xtcocotools); ``"auto"`` and
+            ``"pycocotools"`` are accepted with a DeprecationWarning, ``"xtcocotools"`` is a ValueError.
 
     Returns:
         ``{"AP", "AP50", "AP75", "AR", "AR50", "AR75", "AP_easy", "AP_medium", "AP_hard"}`` floats in
         [0, 1]. A number without ground truth to evaluate (e.g. no image in the hard bucket) is NaN;
-        xtcocotools itself reports -1 there and rounds the bucket APs to 4 decimals, which this
+        the toolkit and xtcocotools report -1 there and round the bucket APs to 4 decimals, which this
         function does not.
 
     Raises:
-        ValueError: bad results (see :func:`~visattn.metrics.coco_keypoint_ap`), or an image without
-            ``crowdIndex``.
-        ImportError: ``backend="xtcocotools"`` and xtcocotools is not installed
-            (``pip install visattn[crowdpose]``) or does not import; pycocotools missing for the
-            ``"pycocotools"`` backend (``pip install visattn[data]``).
+        ValueError: bad results (see :func:`~visattn.metrics.coco_keypoint_ap`), an image without a
+            finite numeric ``crowdIndex``, an annotation without ``keypoints`` / ``bbox``, thresholds
+            out of order, or ``backend="xtcocotools"``.
+        TypeError: ``crowd_thresholds`` is not a pair of numbers, or ``ann_file`` / ``results`` have the
+            wrong type.
+        ImportError: pycocotools is not installed (``pip install visattn[data]``).
 
     Example:
         >>> kp = [10.0, 10.0, 2, 20.0, 10.0, 1] + [0.0, 0.0, 0] * 12
@@ -147,56 +185,29 @@ def crowdpose_ap(
         >>> round(out["AP"], 6), round(out["AP_medium"], 6), out["AP_hard"]
         (1.0, 1.0, nan)
     """
+    _check_backend(backend)
+    low, high = _check_thresholds(crowd_thresholds)
     data = load_annotations(ann_file)
     info = infer_keypoint_info(data, keypoint_info, CROWDPOSE_KEYPOINTS)
     dets = load_results(results)
     check_results(dets, data, info.num_keypoints)
-    low, high = crowd_thresholds
-    if not 0.0 <= low <= high:
-        raise ValueError(
-            f"crowd_thresholds must be (easy_below, medium_below) with 0 <= a <= b, got {(low, high)}"
-        )
-    buckets: dict[str, list[Any]] = {"easy": [], "medium": [], "hard": []}
-    for img in data["images"]:
-        if "crowdIndex" not in img:
-            raise ValueError(
-                f"ann_file image {img.get('id')!r} has no 'crowdIndex' (CrowdPose format needed)"
-            )
-        c = float(img["crowdIndex"])
-        buckets["easy" if c < low else "medium" if c < high else "hard"].append(img["id"])
-    check_choice("backend", backend, ("auto", "xtcocotools", "pycocotools"))
-    if backend == "auto":
-        backend = "xtcocotools" if xtcocotools_available() else "pycocotools"
-    sigmas = np.asarray(info.sigmas, dtype=np.float64)
-    gt_data = dict(data)
-    gt_data["annotations"] = [dict(a) for a in data["annotations"]]
+    buckets = _split_by_crowd_index(data["images"], low, high)
+    gt_data = prepare_ground_truth(data, info.num_keypoints, "all", use_area=False)
+    for new_id, ann in enumerate(gt_data["annotations"], start=1):
+        ann["id"] = new_id
+    COCO, COCOeval = import_pycocotools("CrowdPose evaluation")
     out: dict[str, float] = {}
     with quiet(verbose):
-        if backend == "xtcocotools":
-            COCO, COCOeval = _import_xtcocotools()
-            coco_gt = COCO()
-            coco_gt.dataset = gt_data
-            coco_gt.createIndex()
-            coco_dt = coco_gt.loadRes(dets)
-            evaluator = COCOeval(coco_gt, coco_dt, "keypoints_crowd", sigmas, use_area=False)
-        else:
-            COCO, COCOeval = import_pycocotools()
-            for new_id, ann in enumerate(gt_data["annotations"], start=1):
-                ann["id"] = new_id
-                ann["area"] = float(ann["bbox"][2]) * float(ann["bbox"][3]) * 0.53
-                ann.setdefault("iscrowd", 0)
-            coco_gt = COCO()
-            coco_gt.dataset = gt_data
-            coco_gt.createIndex()
-            coco_dt = coco_gt.loadRes(dets)
-            scores = np.asarray(
-                [d["keypoints"][2::3] for d in coco_dt.dataset["annotations"]], dtype=np.float64
-            )
-            keep = [bool(v) for v in np.asarray((scores > 0).any(axis=1)).ravel().tolist()]
-            coco_dt.dataset["annotations"] = [d for d, k in zip(coco_dt.dataset["annotations"], keep) if k]
-            coco_dt.createIndex()
-            evaluator = COCOeval(coco_gt, coco_dt, "keypoints")
-            evaluator.params.kpt_oks_sigmas = sigmas
+        coco_gt = COCO()
+        coco_gt.dataset = gt_data
+        coco_gt.createIndex()
+        coco_dt = coco_gt.loadRes(dets)
+        scores = np.asarray([d["keypoints"][2::3] for d in coco_dt.dataset["annotations"]], dtype=np.float64)
+        keep: list[bool] = np.any(scores > 0, axis=1).tolist()  # (N,) a positive keypoint score
+        coco_dt.dataset["annotations"] = [d for d, k in zip(coco_dt.dataset["annotations"], keep) if k]
+        coco_dt.createIndex()
+        evaluator = COCOeval(coco_gt, coco_dt, "keypoints")
+        evaluator.params.kpt_oks_sigmas = np.asarray(info.sigmas, dtype=np.float64)
         evaluator.evaluate()
         evaluator.accumulate()
         out["AP"] = _summary(evaluator, ap=True)

@@ -185,7 +185,7 @@ class PoseEvaluator:
         ann_file: COCO (or CrowdPose) annotation JSON path or loaded dict, or None to compute only PCK
             and visibility metrics.
         keypoint_info: keypoint set (name or :class:`~visattn.keypoints.KeypointInfo`): K and OKS sigmas.
-        crowdpose: report the CrowdPose protocol (AP_easy/medium/hard, xtcocotools) instead of COCO's.
+        crowdpose: report the CrowdPose protocol (AP_easy/medium/hard) instead of COCO's.
         pck_alpha: PCK threshold as a fraction of ``max(box w, h)``.
         vis_threshold: probability threshold of the visibility prediction.
         kpt_score_threshold: keypoint score threshold of the instance rescoring.
