@@ -20,37 +20,31 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import sys
 import time
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
-from models import ModelConfig, build_model
-from visattn.codecs import SimCCCodec
-from visattn.losses import SimCCKLLoss, VisibilityAwareLoss
+from visattn.heads import PoseHead
+from visattn.losses import VisibilityAwareLoss
+from visattn.models import create_model, list_models
 
 
 def make_batch(
-    batch: int, input_size: tuple[int, int], codec: SimCCCodec, device: torch.device
-) -> dict[str, torch.Tensor]:
-    """Random crops with random keypoints (flags 0/1/2) and their SimCC targets."""
+    batch: int, input_size: tuple[int, int], head: PoseHead, device: torch.device
+) -> dict[str, Any]:
+    """Random crops with random keypoints (flags 0/1/2) and their targets (the head's NamedTuple)."""
     g = torch.Generator().manual_seed(0)
     h, w = input_size
     keypoints = torch.rand(batch, 17, 2, generator=g) * torch.tensor([w - 1.0, h - 1.0])
     flags = torch.randint(0, 3, (batch, 17), generator=g)
-    targets = codec.encode(keypoints, flags)
-    out = {
-        "image": torch.randn(batch, 3, h, w, generator=g),
-        "flags": flags,
-        "x_labels": targets.x_labels,
-        "y_labels": targets.y_labels,
-        "weights": targets.weights,
+    targets = head.encode(keypoints, flags)
+    return {
+        "image": torch.randn(batch, 3, h, w, generator=g).to(device),
+        "flags": flags.to(device),
+        "targets": type(targets)(*(t.to(device) for t in targets)),
     }
-    return {k: v.to(device) for k, v in out.items()}
 
 
 def time_variant(
@@ -63,25 +57,17 @@ def time_variant(
     """(samples/s, compile+warm-up seconds) of one variant."""
     torch.manual_seed(0)
     input_size = (args.input_size[0], args.input_size[1])
-    config = ModelConfig(arch=args.arch, head="simcc", reasoner=reasoner, input_size=input_size)
-    model = build_model(config).to(device).train()
-    codec = SimCCCodec(input_size, split_ratio=2.0, sigma=6.0)
-    criterion = VisibilityAwareLoss(SimCCKLLoss())
+    model = create_model(args.arch, visattn=reasoner, input_size=input_size).to(device).train()
+    criterion = VisibilityAwareLoss(model.head)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.01)
     step_model: Any = torch.compile(model) if compiled else model
-    batch = make_batch(args.batch_size, input_size, codec, device)
+    batch = make_batch(args.batch_size, input_size, model.head, device)
     ctx = torch.autocast(device.type, dtype=torch.bfloat16) if amp == "bf16" else contextlib.nullcontext()
 
     def step() -> None:
         with ctx:
             out = step_model(batch["image"], batch["flags"])
-        losses = criterion(
-            (out.x_logits.float(), out.y_logits.float()),
-            (batch["x_labels"], batch["y_labels"]),
-            batch["weights"],
-            batch["flags"],
-            out.vis_logits,
-        )
+        losses = criterion(out, batch["targets"], batch["flags"])
         optimizer.zero_grad(set_to_none=True)
         losses.total.backward()
         optimizer.step()
@@ -110,7 +96,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--arch", default="resnet50", choices=("resnet18", "resnet50", "hrnet_w32"))
+    parser.add_argument("--arch", default="resnet50", choices=list_models())
     parser.add_argument("--input-size", type=int, nargs=2, default=(256, 192), metavar=("H", "W"))
     parser.add_argument("--batch-size", type=int, help="default 32 on CUDA, 8 on CPU")
     parser.add_argument("--steps", type=int, default=10, help="timed steps per repeat")
@@ -134,7 +120,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     print(
         f"bench_train: SimpleBaseline-{args.arch} SimCC {tuple(args.input_size)}, batch {args.batch_size}, "
-        f"{args.steps} steps x best of {args.repeats}, device {name}, torch {torch.__version__}\n"
+        f"{args.steps} steps x best of {args.repeats}, device {name}, torch {torch.__version__}, "
+        f"CPU capability {torch.backends.cpu.get_cpu_capability()}\n"
     )
     amps = ["fp32", "bf16"] if args.bf16 else ["fp32"]
     modes = [False, True] if args.compile else [False]

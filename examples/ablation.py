@@ -27,6 +27,7 @@ import dataclasses
 import math
 import time
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -34,9 +35,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from models import tiny_net
-from visattn import SimCCAdapter
-from visattn.codecs import SimCCCodec
+from visattn import SimCCAdapter, VisibilityMaskedReasoner
 from visattn.data import (
     TopDownCocoDataset,
     crop_to_image,
@@ -45,14 +44,15 @@ from visattn.data import (
     occlude_batch,
     occlusion_statistics,
 )
+from visattn.inference import predict_crops
 from visattn.losses import (
-    SimCCKLLoss,
     VisibilityAwareLoss,
     VisibilityBCELoss,
     VisibilityFocalLoss,
 )
 from visattn.metrics import PoseEvaluator
 from visattn.metrics.visibility import visibility_metrics, visibility_ranking_metrics
+from visattn.models import tiny_net
 from visattn.visibility import teacher_forcing_prob
 
 __all__ = [
@@ -71,6 +71,7 @@ __all__ = [
 ]
 
 INPUT_SIZE = (64, 48)
+SIGMA = 2.0  # SimCC target sigma in bins at this crop size
 #: ``--quick`` sizes of the demo and the benchmark (a smoke run: tens of seconds).
 QUICK = {"train_images": 96, "val_images": 32, "calib_images": 32, "steps": 20, "batch_size": 32}
 _META_KEYS = ("center", "scale", "rotation", "image_id", "ann_id", "bbox_score", "area")
@@ -223,17 +224,18 @@ def build_model(variant: Variant, seed: int) -> SimCCAdapter:
     """The demo network for ``variant``, initialised from ``seed``."""
     torch.manual_seed(seed)
     if not variant.reasoner:
-        return SimCCAdapter(tiny_net(64), 64, 17, INPUT_SIZE, reasoner=False)
-    kwargs: dict[str, Any] = {
-        "embed_dim": 256,
-        "depth": 2,
-        "mask_source": "mixed" if variant.teacher_forcing else variant.mask_source,
-        "feature_channels": 64 if variant.features else 0,
-        "visnet_context": variant.context,
-        "visnet_grad_scale": variant.grad_scale,
-        "mask_mode": variant.mask_mode,
-    }
-    return SimCCAdapter(tiny_net(64), 64, 17, INPUT_SIZE, reasoner_kwargs=kwargs)
+        return SimCCAdapter(tiny_net(64), 64, 17, INPUT_SIZE, sigma=SIGMA, reasoner=None)
+    reasoner = partial(
+        VisibilityMaskedReasoner,
+        embed_dim=256,
+        depth=2,
+        mask_source="mixed" if variant.teacher_forcing else variant.mask_source,
+        visnet_evidence="features" if variant.features else "token",
+        visnet_context=variant.context,
+        visnet_grad_scale=variant.grad_scale,
+        mask_mode=variant.mask_mode,
+    )
+    return SimCCAdapter(tiny_net(64), 64, 17, INPUT_SIZE, sigma=SIGMA, reasoner=reasoner)
 
 
 def _vis_loss(variant: Variant) -> nn.Module:
@@ -243,11 +245,10 @@ def _vis_loss(variant: Variant) -> nn.Module:
 
 
 def train(
-    model: SimCCAdapter, variant: Variant, data: Crops, codec: SimCCCodec, budget: Budget, seed: int,
-    *, log_every: int = 0,
-) -> float:  # fmt: skip
+    model: SimCCAdapter, variant: Variant, data: Crops, budget: Budget, seed: int, *, log_every: int = 0
+) -> float:
     """Adam + one-cycle for ``budget.steps`` steps; returns the wall time in seconds."""
-    criterion = VisibilityAwareLoss(SimCCKLLoss(), vis_weight=1.0, vis_loss=_vis_loss(variant))
+    criterion = VisibilityAwareLoss(model.head, vis_weight=1.0, vis_loss=_vis_loss(variant))
     optimizer = torch.optim.Adam(model.parameters(), lr=budget.lr)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=budget.lr, total_steps=budget.steps)
     order_gen = torch.Generator().manual_seed(seed)  # the same data order for every variant
@@ -270,12 +271,8 @@ def train(
             images, flags = occluded.images, occluded.flags
         if variant.teacher_forcing and model.reasoner is not None:
             model.reasoner.gt_prob = teacher_forcing_prob(step, budget.steps)
-        targets = codec.encode(keypoints, flags)
-        out = model(data.normalised(images), flags)
-        losses = criterion(
-            (out.x_logits, out.y_logits), (targets.x_labels, targets.y_labels), targets.weights, flags,
-            out.vis_logits,
-        )  # fmt: skip
+        targets = model.head.encode(keypoints, flags)
+        losses = criterion(model(data.normalised(images), flags), targets, flags)
         optimizer.zero_grad(set_to_none=True)
         losses.total.backward()
         optimizer.step()
@@ -290,13 +287,14 @@ def train(
 
 
 @torch.no_grad()
-def _predict(model: SimCCAdapter, data: Crops, codec: SimCCCodec, gt_flags: bool) -> dict[str, torch.Tensor]:
+def _predict(model: SimCCAdapter, data: Crops, gt_flags: bool) -> dict[str, torch.Tensor]:
     """Image-space keypoints, scores and VisNet logits of every crop (eval mode, no flip test)."""
     model.eval()
     keypoints, scores, vis_logits = [], [], []
     for chunk in torch.arange(len(data)).split(256):
-        out = model(data.normalised(data.images[chunk]), data.flags[chunk] if gt_flags else None)
-        crop_kp, crop_scores = codec.decode(out.x_logits, out.y_logits)
+        flags = data.flags[chunk] if gt_flags else None
+        out = predict_crops(model, data.normalised(data.images[chunk]), flags=flags)
+        crop_kp, crop_scores = out.keypoints, out.scores
         meta = {k: v[chunk] for k, v in data.meta.items()}
         keypoints.append(crop_to_image(crop_kp, meta["center"], meta["scale"], meta["rotation"], INPUT_SIZE))
         scores.append(crop_scores)
@@ -334,23 +332,23 @@ def _vis_metrics(vis_logits: torch.Tensor, flags: torch.Tensor, threshold: float
 
 
 def evaluate(
-    model: SimCCAdapter, variant: Variant, data: Data, codec: SimCCCodec, evaluator: PoseEvaluator
+    model: SimCCAdapter, variant: Variant, data: Data, evaluator: PoseEvaluator
 ) -> dict[str, dict[str, float]]:
     """Metrics of a trained model: ``{variant.name: ...}`` and, with ``calibrate``, a calibrated row."""
     gt_flags = variant.reasoner and variant.mask_source == "ground_truth"
-    pred = _predict(model, data.val, codec, gt_flags)
+    pred = _predict(model, data.val, gt_flags)
     rows = {variant.name: _pose_metrics(pred, data.val, evaluator)}
     reasoner = model.reasoner
     if reasoner is None:
         return rows
     rows[variant.name].update(_vis_metrics(pred["vis_logits"], data.val.flags, reasoner.threshold))
     if variant.calibrate and variant.uses_prediction:
-        calib = _predict(model, data.calib, codec, gt_flags=False)
+        calib = _predict(model, data.calib, gt_flags=False)
         labelled = data.calib.flags > 0
         threshold = reasoner.calibrate_threshold(
             calib["vis_logits"][labelled][None], data.calib.flags[labelled][None]
         )
-        pred = _predict(model, data.val, codec, gt_flags=False)
+        pred = _predict(model, data.val, gt_flags=False)
         name = f"{variant.name}+calibrated"
         rows[name] = _pose_metrics(pred, data.val, evaluator)
         rows[name].update(_vis_metrics(pred["vis_logits"], data.val.flags, threshold))
@@ -361,11 +359,10 @@ def run_variant(
     variant: Variant, seed: int, data: Data, budget: Budget, *, log_every: int = 0
 ) -> tuple[SimCCAdapter, dict[str, dict[str, float]]]:
     """Build, train and evaluate one variant with one seed; every row gets ``train_seconds``."""
-    codec = SimCCCodec(INPUT_SIZE, split_ratio=2.0, sigma=2.0)
     evaluator = PoseEvaluator(data.val_ann, keypoint_info="coco")
     model = build_model(variant, seed)
-    seconds = train(model, variant, data.train, codec, budget, seed, log_every=log_every)
-    rows = evaluate(model, variant, data, codec, evaluator)
+    seconds = train(model, variant, data.train, budget, seed, log_every=log_every)
+    rows = evaluate(model, variant, data, evaluator)
     for row in rows.values():
         row["train_seconds"] = seconds
         row["steps_per_s"] = budget.steps / seconds

@@ -48,9 +48,8 @@ from pathlib import Path
 import torch
 
 from ablation import INPUT_SIZE, QUICK, VARIANTS, Budget, mean_std, prepare_data, run_variant
-from engine import OneLineArgumentParser, json_default, run_cli
 from visattn import COCO_KEYPOINTS
-from visattn.codecs import SimCCCodec
+from visattn.cli import OneLineArgumentParser, run_cli
 
 #: The three rows of the demo: (label, benchmark variant).
 ROWS = (("plain", "plain"), ("visattn", "best"), ("oracle", "ground_truth"))
@@ -182,18 +181,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     print()
     for line in _reading(results, args.seeds):
         print(line)
-    (out / "metrics.json").write_text(json.dumps(results, indent=2, default=json_default))
+    (out / "metrics.json").write_text(json.dumps(results, indent=2))
     from visualize import save_figures
 
     assert shown is not None
     show = torch.arange(min(8, len(data.val)))
+    crops = data.val.images[show]
     batch = {
-        "image": data.val.normalised(data.val.images[show]),
+        "image": data.val.normalised(crops),
         "flags": data.val.flags[show],
+        "keypoints": data.val.keypoints[show],
         "image_id": data.val.meta["image_id"][show],
     }
-    codec = SimCCCodec(INPUT_SIZE, split_ratio=2.0, sigma=2.0)
-    paths = save_figures(shown, batch, codec, COCO_KEYPOINTS, out, label="SimCC + visattn")
+    paths = save_figures(shown, crops, batch, COCO_KEYPOINTS, out, label="SimCC + visattn")
     print(f"\nbudget: {budget.steps} steps x batch {budget.batch_size} per variant, seeds {args.seeds}")
     print(f"wrote {out / 'metrics.json'}, {', '.join(str(p) for p in paths)}")
     print(f"total wall time {time.perf_counter() - t_start:.0f} s")

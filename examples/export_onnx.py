@@ -29,24 +29,25 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Mapping, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from engine import (
+from engine import load_model
+from visattn import HeatmapAdapter, SimCCAdapter, VisibilityMaskedReasoner
+from visattn.checkpoint import read_checkpoint, state_dict_mismatch
+from visattn.cli import (
+    POSITIVE_INT,
     Bound,
     CLIError,
     OneLineArgumentParser,
-    check_numbers,
-    load_model,
-    read_checkpoint,
+    parse_args,
     run_cli,
-    state_dict_mismatch,
     writable_dir,
 )
-from visattn import HeatmapAdapter, SimCCAdapter
 from visattn.export import DeploymentModel, export_onnx
 
 #: Flags that describe the built-in demo adapter; a train.py checkpoint fixes them itself.
@@ -56,14 +57,6 @@ DEMO_DEFAULTS: dict[str, Any] = {
     "embed_dim": 64,
     "depth": 2,
     "no_reasoner": False,
-}
-BOUNDS = {
-    "opset": Bound(int, 18),
-    "batch": Bound(int, 1),
-    "input_size": Bound(int, 1),
-    "keypoints": Bound(int, 1),
-    "embed_dim": Bound(int, 1),
-    "depth": Bound(int, 1),
 }
 
 
@@ -88,8 +81,9 @@ def build_demo_model(args: argparse.Namespace) -> SimCCAdapter:
             channels,
             args.keypoints,
             tuple(args.input_size),
-            reasoner=not args.no_reasoner,
-            reasoner_kwargs=None if args.no_reasoner else {"embed_dim": args.embed_dim, "depth": args.depth},
+            reasoner=None
+            if args.no_reasoner
+            else partial(VisibilityMaskedReasoner, embed_dim=args.embed_dim, depth=args.depth),
         )
     except (TypeError, ValueError) as err:
         raise CLIError(f"cannot build the demo model: {err}", "fix the model flags (see --help)") from None
@@ -112,12 +106,13 @@ def build_model(args: argparse.Namespace) -> tuple[SimCCAdapter | HeatmapAdapter
                 f"{flags} describe the demo model, but {args.checkpoint} stores its own model config",
                 "drop those flags when exporting a train.py checkpoint",
             )
-        model, config = load_model(dict(state), torch.device("cpu"))
+        _, model = load_model(args.checkpoint, torch.device("cpu"))
+        config = state["model_config"]
         if model.reasoner is not None and model.reasoner.mask_source == "ground_truth":
             # no flags at inference: the exported graph masks with VisNet's prediction instead
             model.reasoner.mask_source = "predicted"
             print("note: mask_source 'ground_truth' has no flags at inference; exporting with 'predicted'")
-        return model.eval(), f"{config.arch}/{config.head} from {args.checkpoint}"
+        return model.eval(), f"{config['name']}/{config['head']} from {args.checkpoint}"
 
     # a plain state_dict of the demo adapter (the behaviour before train.py checkpoints were accepted)
     if isinstance(state, Mapping) and "state_dict" in state:
@@ -148,13 +143,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", type=Path, help="last.pt / best.pt of examples/train.py (or a state_dict)")
     p.add_argument("--output", type=Path, help="ONNX file (default: CHECKPOINT.onnx or simcc_visattn.onnx)")
     p.add_argument("--decode", action="store_true", help="add keypoints and scores outputs")
-    p.add_argument("--opset", type=int, default=18, help="ONNX opset (>= 18)")
-    p.add_argument("--batch", type=int, default=2, help="batch size of the onnxruntime check")
+    p.add_argument("--opset", type=Bound(int, 18), default=18, help="ONNX opset (>= 18: the dynamo exporter)")
+    p.add_argument("--batch", type=POSITIVE_INT, default=2, help="batch size of the onnxruntime check")
     demo = p.add_argument_group("demo adapter (without a train.py checkpoint)")
-    demo.add_argument("--input-size", type=int, nargs=2, metavar=("H", "W"), help="default 64 48")
-    demo.add_argument("--keypoints", type=int, help="K (default 17)")
-    demo.add_argument("--embed-dim", type=int, help="reasoner width (default 64)")
-    demo.add_argument("--depth", type=int, help="reasoner blocks (default 2)")
+    demo.add_argument("--input-size", type=POSITIVE_INT, nargs=2, metavar=("H", "W"), help="default 64 48")
+    demo.add_argument("--keypoints", type=POSITIVE_INT, help="K (default 17)")
+    demo.add_argument("--embed-dim", type=POSITIVE_INT, help="reasoner width (default 64)")
+    demo.add_argument("--depth", type=POSITIVE_INT, help="reasoner blocks (default 2)")
     demo.add_argument(
         "--no-reasoner", action="store_true", default=None, help="plain SimCC (no vis_probs output)"
     )
@@ -162,8 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    check_numbers(args, BOUNDS)  # --opset >= 18: the dynamo-based exporter
+    args = parse_args(build_parser(), argv)
     output = args.output
     if output is None:
         output = args.checkpoint.with_suffix(".onnx") if args.checkpoint else Path("simcc_visattn.onnx")

@@ -374,7 +374,11 @@ def train_one_epoch(run: Run, loader: DataLoader, args: argparse.Namespace, epoc
             rate = (step + 1 - skip) * len(images) * log.world_size / max(time.perf_counter() - t0, 1e-9)
             lr = {g["name"]: g["lr"] for g in run.optimizer.param_groups}
             row = {"kind": "train", "epoch": epoch, "step": step + 1, "global_step": run.global_step}
-            row |= {"loss": loss, "pose_loss": float(losses.pose), "vis_loss": float(losses.vis)}
+            row |= {
+                "loss": loss,
+                "pose_loss": float(losses.pose.detach()),
+                "vis_loss": float(losses.vis.detach()),
+            }
             row |= {"lr": lr["main"], "reasoner_lr": lr.get("reasoner", 0.0), "samples_per_s": rate}
             log.log(row, run.global_step)
             text = f"loss {loss:.4f} lr {lr['main']:.2e} {rate:.0f} samples/s"

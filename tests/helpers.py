@@ -32,3 +32,12 @@ def require_shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"real sample data not found at {SHARED_DATA}")
     return SHARED_DATA
+
+
+def flat_fields(sample: dict) -> dict[str, torch.Tensor]:
+    """A sample / batch with its ``targets`` NamedTuple spread into ``targets.<field>`` tensors."""
+    out = {k: v for k, v in sample.items() if k != "targets"}
+    if "targets" in sample:
+        assert hasattr(sample["targets"], "_fields"), "targets must be the codec's NamedTuple"
+        out |= {f"targets.{name}": value for name, value in sample["targets"]._asdict().items()}
+    return out

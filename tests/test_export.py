@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import math
 import sys
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ from tests.helpers import assert_close
 from visattn.adapters import HeatmapAdapter, SimCCAdapter
 from visattn.codecs import heatmap_decode, simcc_decode
 from visattn.export import DeploymentModel, export_onnx, export_program
+from visattn.reasoner import VisibilityMaskedReasoner
 
 INPUT = (32, 24)  # (H, W); stride-4 models -> (Hf, Wf) = (8, 6)
 SMALL = {"embed_dim": 16, "depth": 1, "num_heads": 2}
@@ -30,16 +32,27 @@ def _backbone() -> nn.Module:
     )
 
 
+def _small(**kwargs: Any) -> Any:
+    """A small reasoner factory."""
+    return partial(VisibilityMaskedReasoner, **{**SMALL, **kwargs})
+
+
 def _simcc(reasoner: bool = True) -> SimCCAdapter:
-    return SimCCAdapter(
-        _backbone(), 8, K, INPUT, reasoner=reasoner, reasoner_kwargs=SMALL if reasoner else None
+    return SimCCAdapter(_backbone(), 8, K, INPUT, reasoner=_small() if reasoner else None)
+
+
+def _heatmap(reasoner: bool = True, **kwargs: Any) -> HeatmapAdapter:
+    pose_model = nn.Sequential(_backbone(), nn.Conv2d(8, K, 1))
+    return HeatmapAdapter(
+        pose_model, K, heatmap_size=(8, 6), reasoner=_small() if reasoner else None, **kwargs
     )
 
 
-def _heatmap(reasoner: bool = True) -> HeatmapAdapter:
-    pose_model = nn.Sequential(_backbone(), nn.Conv2d(8, K, 1))
+def _heatmap_64x48(reasoner: bool = True) -> HeatmapAdapter:
+    """A stride-8 heatmap model for 64 x 48 crops: (Hf, Wf) = (8, 6), built with that input_size."""
+    pose_model = nn.Sequential(_backbone(), nn.Conv2d(8, K, 3, stride=2, padding=1))
     return HeatmapAdapter(
-        pose_model, K, heatmap_size=(8, 6), reasoner=reasoner, reasoner_kwargs=SMALL if reasoner else None
+        pose_model, K, heatmap_size=(8, 6), input_size=(64, 48), reasoner=_small() if reasoner else None
     )
 
 
@@ -102,7 +115,23 @@ def test_output_names() -> None:
     )
     assert DeploymentModel(_heatmap(False)).output_names == ("heatmaps",)
     assert DeploymentModel(_heatmap()).input_size == (32, 24)
-    assert DeploymentModel(_heatmap(), input_size=(64, 48)).input_size == (64, 48)
+    assert DeploymentModel(_heatmap(), input_size=(32, 24)).input_size == (32, 24)
+    assert DeploymentModel(_simcc(), input_size=[32, 24]).input_size == (32, 24)
+    assert DeploymentModel(_heatmap_64x48()).input_size == (64, 48)
+    assert DeploymentModel(_heatmap_64x48(), input_size=(64, 48)).input_size == (64, 48)
+    assert DeploymentModel(_heatmap_64x48(False), decode=True).output_names == (
+        "heatmaps",
+        "keypoints",
+        "scores",
+    )
+
+
+def test_output_names_come_from_the_head_output_type() -> None:
+    for model in (_simcc(), _simcc(False), _heatmap(), _heatmap(False)):
+        raw = tuple(name for name in model.head.output_type._fields if name not in ("vis_logits", "mask"))
+        extra = ("vis_probs",) if model.reasoner is not None else ()
+        assert DeploymentModel(model).output_names == raw + extra
+        assert DeploymentModel(model, decode=True).output_names == raw + extra + ("keypoints", "scores")
 
 
 def test_simcc_deployment_outputs_match_oracles() -> None:
@@ -125,6 +154,9 @@ def test_simcc_deployment_outputs_match_oracles() -> None:
     codec_kp, codec_scores = simcc_decode(out.x_logits, out.y_logits, 2.0)
     assert torch.equal(keypoints, codec_kp)
     assert torch.equal(scores, codec_scores)
+    head_kp, head_scores = model.head.decode(out)
+    assert torch.equal(keypoints, head_kp)
+    assert torch.equal(scores, head_scores)
 
 
 def test_heatmap_deployment_outputs_match_oracles() -> None:
@@ -143,18 +175,79 @@ def test_heatmap_deployment_outputs_match_oracles() -> None:
     codec_kp, codec_scores = heatmap_decode(out.heatmaps, INPUT)
     assert torch.equal(keypoints, codec_kp)
     assert torch.equal(scores, codec_scores)
+    head_kp, head_scores = model.head.decode(out)
+    assert torch.equal(keypoints, head_kp)
+    assert torch.equal(scores, head_scores)
+
+
+def test_heatmap_deployment_decodes_in_the_crop_of_the_adapter_input_size() -> None:
+    """HeatmapAdapter(input_size=(64, 48)): 8 x 6 heatmaps decode to 64 x 48 crop pixels."""
+    model = _heatmap_64x48().eval()
+    deploy = DeploymentModel(model, decode=True)
+    assert deploy.input_size == (64, 48)
+    images = torch.randn(2, 3, 64, 48)
+    with torch.no_grad():
+        heatmaps, vis_probs, keypoints, scores = deploy(images)
+        out = model(images)
+    assert out.heatmaps.shape == (2, K, 8, 6)
+    assert out.vis_logits is not None
+    assert_close(heatmaps, out.heatmaps)
+    assert_close(vis_probs, torch.sigmoid(out.vis_logits))
+    expected_kp, expected_scores = _heatmap_decode_loop(out.heatmaps, (64, 48))
+    assert_close(keypoints, torch.tensor(expected_kp))
+    assert_close(scores, torch.tensor(expected_scores))
+    codec_kp, codec_scores = heatmap_decode(out.heatmaps, (64, 48))
+    assert torch.equal(keypoints, codec_kp)
+    assert torch.equal(scores, codec_scores)
+    assert_close(keypoints, 2 * heatmap_decode(out.heatmaps, INPUT)[0])  # not the stride-4 default crop
+    assert float(keypoints[..., 0].max()) > 24 or float(keypoints[..., 1].max()) > 32
+    with pytest.raises(ValueError, match=r"images must be \(B, C, H, W\) with C=3, H=64, W=48"):
+        deploy(torch.randn(1, 3, *INPUT))
+    program = export_program(model, decode=True)
+    batch = torch.randn(3, 3, 64, 48)
+    with torch.no_grad():
+        _assert_outputs_close(program.module()(batch), deploy(batch), 1e-5)
+
+
+def test_heatmap_deployment_decodes_with_the_head_refinement() -> None:
+    model = _heatmap(refinement="dark").eval()
+    deploy = DeploymentModel(model, decode=True)
+    images = torch.randn(2, 3, *INPUT)
+    with torch.no_grad():
+        *_, keypoints, scores = deploy(images)
+        out = model(images)
+    dark_kp, dark_scores = heatmap_decode(out.heatmaps, INPUT, refinement="dark")
+    assert torch.equal(keypoints, dark_kp)
+    assert torch.equal(scores, dark_scores)
+    assert not torch.equal(keypoints, heatmap_decode(out.heatmaps, INPUT)[0])  # not the quarter offset
 
 
 def test_deployment_errors() -> None:
     with pytest.raises(TypeError, match="SimCCAdapter or a HeatmapAdapter"):
         DeploymentModel(nn.Identity())  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match=r"input_size must equal the SimCC model's input_size \(32, 24\)"):
+    with pytest.raises(
+        ValueError, match=r"input_size must equal the model's input_size \(32, 24\).*got \(64, 48\)"
+    ):
         DeploymentModel(_simcc(), input_size=(64, 48))
+    with pytest.raises(ValueError, match=r"input_size must equal the model's input_size \(32, 24\)"):
+        DeploymentModel(_heatmap(), input_size=(64, 48))  # a heatmap crop is set on the HeatmapAdapter
+    with pytest.raises(ValueError, match=r"input_size must equal the model's input_size \(64, 48\)"):
+        DeploymentModel(_heatmap_64x48(), input_size=(32, 24))
+    with pytest.raises(ValueError, match=r"input_size must equal the model's input_size"):
+        export_program(_heatmap(), input_size=(64, 48))
+    with pytest.raises(ValueError, match=r"input_size must equal the model's input_size"):
+        export_onnx(_simcc(), "unused.onnx", input_size=(16, 12))
+    with pytest.raises(TypeError, match="input_size"):
+        DeploymentModel(_simcc(), input_size=32)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="decode"):
         DeploymentModel(_simcc(), decode=1)  # type: ignore[arg-type]
-    gt = SimCCAdapter(_backbone(), 8, K, INPUT, reasoner_kwargs={**SMALL, "mask_source": "ground_truth"})
+    gt = SimCCAdapter(_backbone(), 8, K, INPUT, reasoner=_small(mask_source="ground_truth"))
     with pytest.raises(ValueError, match="ground_truth"):
         DeploymentModel(gt)
+    with pytest.raises(ValueError, match="ground_truth"):
+        DeploymentModel(
+            HeatmapAdapter(_backbone(), K, heatmap_size=(8, 6), reasoner=_small(mask_source="ground_truth"))
+        )
     with pytest.raises(ValueError, match=r"images must be \(B, C, H, W\) with C=3, H=32, W=24"):
         DeploymentModel(_heatmap())(torch.randn(1, 3, 64, 48))
     with pytest.raises(ValueError, match="example_batch must be >= 2"):
@@ -235,8 +328,8 @@ def test_onnx_without_reasoner_has_no_vis_probs(tmp_path: Path) -> None:
 def test_exported_graph_keeps_the_calibrated_threshold_and_rich_visnet(fmt: str, tmp_path: Path) -> None:
     """The vis_threshold buffer and VisNet's backbone evidence / keypoint context travel with the export."""
     torch.manual_seed(0)
-    kwargs = {**SMALL, "visnet_context": 1, "mask_mode": "hard"}  # hard masks: the threshold decides
-    model = SimCCAdapter(_backbone(), 8, K, INPUT, reasoner_kwargs=kwargs)
+    reasoner = _small(visnet_context=1, mask_mode="hard")  # hard masks: the threshold decides
+    model = SimCCAdapter(_backbone(), 8, K, INPUT, reasoner=reasoner)
     assert model.reasoner is not None
     assert model.reasoner.feature_channels == 8
     images = torch.randn(3, 3, *INPUT)

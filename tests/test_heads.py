@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from tests.helpers import assert_close
-from visattn.heads import SimCCHead, simcc_num_bins
+from visattn.codecs import simcc_num_bins
+from visattn.heads import SimCCHead
 
 
 @pytest.mark.parametrize(
@@ -82,3 +83,182 @@ def test_bad_arguments() -> None:
         head(torch.zeros(3, 4))
     with pytest.raises(TypeError, match="floating"):
         head(torch.zeros(2, 3, 4, dtype=torch.long))
+
+
+# ----------------------------------------------------------------------------------------------------
+# the head protocol: targets, decoding, flip-back and loss owned by each head kind
+
+import math  # noqa: E402
+
+import numpy as np  # noqa: E402
+from torch import nn  # noqa: E402
+
+from visattn.codecs import (  # noqa: E402
+    heatmap_decode,
+    heatmap_encode,
+    heatmap_flip_back,
+    simcc_decode,
+    simcc_encode,
+    simcc_flip_back,
+)
+from visattn.heads import HeatmapHead, HeatmapOutput, PoseHead, SimCCOutput  # noqa: E402
+from visattn.keypoints import get_keypoint_info  # noqa: E402
+from visattn.losses import heatmap_mse_loss, simcc_kl_loss  # noqa: E402
+
+FLIP = get_keypoint_info("coco").flip_index
+
+
+def _simcc_output(batch: int = 2, k: int = 17, bins: tuple[int, int] = (24, 32)) -> SimCCOutput:
+    g = torch.Generator().manual_seed(0)
+    return SimCCOutput(
+        torch.randn(batch, k, bins[0], generator=g),
+        torch.randn(batch, k, bins[1], generator=g),
+        torch.randn(batch, k, generator=g),
+        torch.rand(batch, k, generator=g),
+    )
+
+
+def test_heads_implement_the_protocol() -> None:
+    for head in (SimCCHead(48, (16, 12)), HeatmapHead((8, 6))):
+        assert isinstance(head, PoseHead)
+    assert SimCCHead(48, (16, 12)).output_type is SimCCOutput
+    assert HeatmapHead((8, 6)).output_type is HeatmapOutput
+    assert not isinstance(nn.Linear(2, 2), PoseHead)
+
+
+def test_simcc_head_conventions_equal_the_codec_functions() -> None:
+    head = SimCCHead(48, (16, 12), split_ratio=2.0, sigma=3.0)
+    keypoints = torch.tensor([[[3.0, 5.0], [11.0, 15.0]]])
+    flags = torch.tensor([[2, 1]])
+    targets = head.encode(keypoints, flags)
+    expected = simcc_encode(keypoints, flags, (16, 12), split_ratio=2.0, sigma=3.0)
+    for got, want in zip(targets, expected):
+        assert torch.equal(got, want)
+    out = _simcc_output()
+    kp, score = head.decode(out)
+    kp_ref, score_ref = simcc_decode(out.x_logits, out.y_logits, 2.0)
+    assert torch.equal(kp, kp_ref)
+    assert torch.equal(score, score_ref)
+    back = head.flip_back(out, FLIP)
+    x_ref, y_ref = simcc_flip_back(out.x_logits, out.y_logits, FLIP, shift=True)
+    assert torch.equal(back.x_logits, x_ref)
+    assert torch.equal(back.y_logits, y_ref)
+    for k in range(17):  # the reasoner's outputs follow the keypoints they belong to
+        assert torch.equal(back.vis_logits[:, k], out.vis_logits[:, FLIP[k]])
+        assert torch.equal(back.mask[:, k], out.mask[:, FLIP[k]])
+
+
+def test_simcc_head_loss_uses_the_targets_weights_unless_given() -> None:
+    head = SimCCHead(48, (16, 12), sigma=2.0)
+    out = _simcc_output(2, 2)
+    targets = head.encode(torch.tensor([[[3.0, 5.0], [11.0, 15.0]]] * 2), torch.tensor([[2, 1], [2, 0]]))
+    got = head.loss(out, targets)
+    want = simcc_kl_loss(out.x_logits, out.y_logits, targets.x_labels, targets.y_labels, targets.weights)
+    assert_close(got, want)
+    zero = head.loss(out, targets, torch.zeros(2, 2))
+    assert zero.item() == 0.0
+    assert not torch.equal(got, zero)
+
+
+def test_heatmap_head_reshapes_tokens_and_owns_its_conventions() -> None:
+    head = HeatmapHead((8, 6), (32, 24), sigma=1.5)
+    tokens = torch.randn(2, 17, 48)
+    heatmaps = head(tokens)
+    for b in range(2):
+        for k in range(17):
+            for i in range(8):
+                for j in range(6):
+                    assert heatmaps[b, k, i, j] == tokens[b, k, i * 6 + j]
+    keypoints = torch.tensor([[5.0, 9.0], [20.0, 30.0]])
+    flags = torch.tensor([2, 1])
+    for got, want in zip(
+        head.encode(keypoints, flags), heatmap_encode(keypoints, flags, (32, 24), (8, 6), sigma=1.5)
+    ):
+        assert torch.equal(got, want)
+    out = HeatmapOutput(heatmaps, torch.randn(2, 17), None)
+    kp, score = head.decode(out)
+    kp_ref, score_ref = heatmap_decode(heatmaps, (32, 24))
+    assert torch.equal(kp, kp_ref)
+    assert torch.equal(score, score_ref)
+    back = head.flip_back(out, FLIP)
+    assert torch.equal(back.heatmaps, heatmap_flip_back(heatmaps, FLIP, shift=True))
+    assert back.mask is None
+    assert torch.equal(back.vis_logits, out.vis_logits[:, FLIP])
+    targets = head.encode(keypoints[None], flags[None])
+    pred = HeatmapOutput(heatmaps[:1, :2], None, None)
+    assert_close(head.loss(pred, targets), heatmap_mse_loss(pred.heatmaps, targets.heatmaps, targets.weights))
+
+
+def test_heatmap_head_default_crop_is_stride_4() -> None:
+    assert HeatmapHead((64, 48)).input_size == (256, 192)
+    with pytest.raises(ValueError, match="tokens must be"):
+        HeatmapHead((8, 6))(torch.zeros(1, 17, 47))
+
+
+def _dark_oracle(heatmap: np.ndarray, kernel: int) -> tuple[float, float]:
+    """DARK by hand for one (Hf, Wf) map: blur, log, Taylor step at the argmax (edge-clamped neighbours)."""
+    hm_h, hm_w = heatmap.shape
+    h = heatmap.astype(np.float64)
+    if kernel > 1:
+        sigma = 0.3 * ((kernel - 1) * 0.5 - 1) + 0.8
+        taps = [math.exp(-((t - kernel // 2) ** 2) / (2 * sigma**2)) for t in range(kernel)]
+        taps = [t / sum(taps) for t in taps]
+        pad = kernel // 2
+
+        def reflect(i: int, n: int) -> int:  # OpenCV's BORDER_REFLECT_101
+            while i < 0 or i >= n:
+                i = -i if i < 0 else 2 * (n - 1) - i
+            return i
+
+        rows = np.zeros_like(h)
+        for i in range(hm_h):
+            for j in range(hm_w):
+                rows[i, j] = sum(taps[t] * h[i, reflect(j + t - pad, hm_w)] for t in range(kernel))
+        blurred = np.zeros_like(h)
+        for i in range(hm_h):
+            for j in range(hm_w):
+                blurred[i, j] = sum(taps[t] * rows[reflect(i + t - pad, hm_h), j] for t in range(kernel))
+        h = blurred
+    i0, j0 = np.unravel_index(int(np.argmax(heatmap)), heatmap.shape)
+    log = np.log(np.maximum(h, 1e-10))
+
+    def at(di: int, dj: int) -> float:
+        return float(log[min(max(i0 + di, 0), hm_h - 1), min(max(j0 + dj, 0), hm_w - 1)])
+
+    gx, gy = 0.5 * (at(0, 1) - at(0, -1)), 0.5 * (at(1, 0) - at(-1, 0))
+    hxx = 0.25 * (at(0, 2) - 2 * at(0, 0) + at(0, -2))
+    hyy = 0.25 * (at(2, 0) - 2 * at(0, 0) + at(-2, 0))
+    hxy = 0.25 * (at(1, 1) - at(-1, 1) - at(1, -1) + at(-1, -1))
+    hessian = np.array([[hxx, hxy], [hxy, hyy]])
+    if np.linalg.det(hessian) == 0:
+        return float(j0), float(i0)
+    dx, dy = -np.linalg.solve(hessian, np.array([gx, gy]))
+    return float(j0 + dx), float(i0 + dy)
+
+
+@pytest.mark.parametrize("kernel", [0, 11])
+def test_dark_decoding_matches_a_loop_oracle(kernel: int) -> None:
+    g = torch.Generator().manual_seed(3)
+    centres = torch.rand(1, 6, 2, generator=g) * torch.tensor([36.0, 44.0])  # peaks anywhere, borders too
+    heatmaps = heatmap_encode(centres, torch.full((1, 6), 2), (48, 40), (12, 10), sigma=1.5).heatmaps
+    heatmaps = (heatmaps + 0.05 * torch.rand(1, 6, 12, 10, generator=g)).view(2, 3, 12, 10)  # not clean
+    kp, _ = heatmap_decode(heatmaps, (48, 40), refinement="dark", blur_kernel_size=kernel)
+    for b in range(2):
+        for k in range(3):
+            x, y = _dark_oracle(heatmaps[b, k].numpy(), kernel)
+            assert kp[b, k, 0].item() == pytest.approx(x * 4, abs=1e-3)
+            assert kp[b, k, 1].item() == pytest.approx(y * 4, abs=1e-3)
+
+
+def test_dark_recovers_sub_pixel_gaussians_where_the_quarter_rule_is_off_by_a_pixel() -> None:
+    g = torch.Generator().manual_seed(0)
+    keypoints = torch.rand(1, 200, 2, generator=g) * torch.tensor([150.0, 200.0]) + torch.tensor([20.0, 28.0])
+    flags = torch.full((1, 200), 2)
+    heatmaps = heatmap_encode(keypoints, flags, (256, 192), (64, 48)).heatmaps
+    dark = HeatmapHead((64, 48), refinement="dark").decode(HeatmapOutput(heatmaps, None, None))[0]
+    quarter = HeatmapHead((64, 48)).decode(HeatmapOutput(heatmaps, None, None))[0]
+    unsmoothed = HeatmapHead((64, 48), refinement="dark", blur_kernel_size=0)
+    exact = unsmoothed.decode(HeatmapOutput(heatmaps, None, None))[0]
+    assert (exact - keypoints).abs().max().item() < 1e-3  # crop pixels: log of a Gaussian is quadratic
+    assert (dark - keypoints).abs().median().item() < 2e-3  # MMPose's default 11x11 smoothing
+    assert (quarter - keypoints).abs().median().item() > 0.3  # the quarter rule: up to 1 px

@@ -9,6 +9,8 @@ import torch
 from torch import nn
 
 from tests.helpers import assert_close
+from visattn.codecs import HeatmapTargets, SimCCTargets
+from visattn.heads import HeatmapHead, HeatmapOutput, SimCCHead, SimCCOutput
 from visattn.losses import (
     HeatmapMSELoss,
     LossOutput,
@@ -201,7 +203,8 @@ def test_bce_matches_loop_definition():
     loss = visibility_bce_loss(logits, flags)
     assert abs(loss.item() - oracle_bce(logits.detach(), flags)) < 1e-5
     assert torch.equal(VisibilityBCELoss()(logits, flags), loss)
-    assert torch.equal(visibility_bce_loss(logits, flags == 2), loss)  # bool visible accepted
+    with pytest.raises(TypeError, match="flags must hold COCO flags"):  # one type at the boundary
+        visibility_bce_loss(logits, flags == 2)
     loss.backward()
     assert torch.isfinite(logits.grad).all()
 
@@ -337,18 +340,42 @@ def test_bf16_autocast_computes_in_float32():
 # VisibilityAwareLoss
 
 
-def test_visibility_aware_all_and_visible():
-    x, y, tx, ty, w = simcc_inputs()
-    flags = torch.tensor([[2, 1, 0, 2], [2, 2, 2, 1], [1, 2, 0, 2]])
-    logits = torch.randn(B, K, requires_grad=True)
-    out = VisibilityAwareLoss(SimCCKLLoss(), vis_weight=0.5)((x, y), (tx, ty), w, flags, logits)
-    assert isinstance(out, LossOutput)
-    assert torch.equal(out.pose, simcc_kl_loss(x, y, tx, ty, w))
-    assert torch.equal(out.vis, visibility_bce_loss(logits, flags))
-    assert_close(out.total, out.pose + 0.5 * out.vis)
+class _Head:
+    """A head stand-in that records what the loss hands it: the protocol is just ``loss``."""
 
-    visible_only = VisibilityAwareLoss(SimCCKLLoss(), pose_keypoints="visible")((x, y), (tx, ty), w, flags)
+    def __init__(self) -> None:
+        self.calls: list[tuple[object, object, object]] = []
+
+    def loss(self, output, targets, weights=None):
+        self.calls.append((output, targets, weights))
+        return simcc_kl_loss(output.x_logits, output.y_logits, targets.x_labels, targets.y_labels,
+                             targets.weights if weights is None else weights)  # fmt: skip
+
+
+def _simcc_case():
+    x, y, tx, ty, w = simcc_inputs()
+    logits = torch.randn(B, K, requires_grad=True)
+    return SimCCOutput(x, y, logits, None), SimCCTargets(tx, ty, w)
+
+
+def test_visibility_aware_all_and_visible():
+    out, targets = _simcc_case()
+    x, y, tx, ty, w = out.x_logits, out.y_logits, targets.x_labels, targets.y_labels, targets.weights
+    flags = torch.tensor([[2, 1, 0, 2], [2, 2, 2, 1], [1, 2, 0, 2]])
+    head = _Head()
+    losses = VisibilityAwareLoss(head, vis_weight=0.5)(out, targets, flags)
+    assert isinstance(losses, LossOutput)
+    assert head.calls[0][0] is out
+    assert head.calls[0][1] is targets
+    assert head.calls[0][2] is None
+    assert torch.equal(losses.pose, simcc_kl_loss(x, y, tx, ty, w))
+    assert torch.equal(losses.vis, visibility_bce_loss(out.vis_logits, flags))
+    assert_close(losses.total, losses.pose + 0.5 * losses.vis)
+
+    plain = out._replace(vis_logits=None)
+    visible_only = VisibilityAwareLoss(head, pose_keypoints="visible")(plain, targets, flags)
     masked = w * (flags == 2).float()
+    assert torch.equal(head.calls[-1][2], masked)
     assert torch.equal(visible_only.pose, simcc_kl_loss(x, y, tx, ty, masked))
     assert visible_only.vis.item() == 0.0
     assert visible_only.vis.grad_fn is not None
@@ -356,13 +383,26 @@ def test_visibility_aware_all_and_visible():
     assert torch.isfinite(x.grad).all()
 
 
-def test_visibility_aware_with_authors_ce_and_heatmaps():
-    pred = torch.randn(B, K, HF, WF, requires_grad=True)
-    target = torch.rand(B, K, HF, WF)
+def test_visibility_aware_with_a_real_head_equals_the_loss_functions():
+    head = SimCCHead(8, (6, 5), sigma=1.5)
+    keypoints = torch.rand(B, K, 2) * torch.tensor([4.0, 5.0])
     flags = torch.randint(0, 3, (B, K))
+    targets = head.encode(keypoints, flags)
+    out = SimCCOutput(torch.randn(B, K, 10), torch.randn(B, K, 12), torch.randn(B, K), None)
+    losses = VisibilityAwareLoss(head)(out, targets, flags)
+    pose = simcc_kl_loss(out.x_logits, out.y_logits, targets.x_labels, targets.y_labels, targets.weights)
+    assert torch.equal(losses.pose, pose)
+
+
+def test_visibility_aware_with_authors_ce_and_heatmaps():
+    head = HeatmapHead((HF, WF))
+    pred = torch.randn(B, K, HF, WF, requires_grad=True)
+    flags = torch.randint(0, 3, (B, K))
+    targets = HeatmapTargets(torch.rand(B, K, HF, WF), torch.ones(B, K))
     logits = torch.randn(B, K)
-    crit = VisibilityAwareLoss(HeatmapMSELoss(), vis_loss=VisibilityCELoss())
-    out = crit(pred, target, torch.ones(B, K), flags, logits)
+    crit = VisibilityAwareLoss(head, vis_loss=VisibilityCELoss())
+    out = crit(HeatmapOutput(pred, logits, None), targets, flags)
+    assert torch.equal(out.pose, heatmap_mse_loss(pred, targets.heatmaps, targets.weights))
     assert torch.equal(out.vis, visibility_ce_loss(logits, flags))
     assert "pose_keypoints='all'" in repr(crit)
 
@@ -370,11 +410,12 @@ def test_visibility_aware_with_authors_ce_and_heatmaps():
 @pytest.mark.parametrize(
     ("args", "kwargs", "exc", "match"),
     [
-        ((nn.Identity(),), {"pose_keypoints": "occluded"}, ValueError, "pose_keypoints"),
-        ((nn.Identity(),), {"vis_weight": -1.0}, ValueError, "vis_weight"),
-        ((nn.Identity(),), {"vis_weight": "1"}, TypeError, "vis_weight"),
-        ((heatmap_mse_loss,), {}, TypeError, "pose_loss"),
-        ((nn.Identity(),), {"vis_loss": visibility_bce_loss}, TypeError, "vis_loss"),
+        ((_Head(),), {"pose_keypoints": "occluded"}, ValueError, "pose_keypoints"),
+        ((_Head(),), {"vis_weight": -1.0}, ValueError, "vis_weight"),
+        ((_Head(),), {"vis_weight": "1"}, TypeError, "vis_weight"),
+        ((heatmap_mse_loss,), {}, TypeError, "head must be the model's head"),
+        ((SimCCKLLoss(),), {}, TypeError, "head must be the model's head"),
+        ((_Head(),), {"vis_loss": visibility_bce_loss}, TypeError, "vis_loss"),
     ],
 )
 def test_visibility_aware_rejects_bad_arguments(args, kwargs, exc, match):
@@ -382,13 +423,16 @@ def test_visibility_aware_rejects_bad_arguments(args, kwargs, exc, match):
         VisibilityAwareLoss(*args, **kwargs)
 
 
-def test_visibility_aware_rejects_bad_flags():
-    crit = VisibilityAwareLoss(HeatmapMSELoss())
-    pred = torch.zeros(1, 2, 3, 3)
-    with pytest.raises(ValueError, match="flags"):
-        crit(pred, pred, torch.ones(1, 2), torch.tensor([[3, 2]]))
-    with pytest.raises(ValueError, match="flags"):
-        crit(pred, pred, torch.ones(1, 2), torch.tensor([[2, 2, 2]]))
+def test_visibility_aware_rejects_bad_flags_without_reading_their_values():
+    crit = VisibilityAwareLoss(HeatmapHead((3, 3)))
+    out = HeatmapOutput(torch.zeros(1, 2, 3, 3), None, None)
+    targets = HeatmapTargets(torch.zeros(1, 2, 3, 3), torch.ones(1, 2))
+    with pytest.raises(ValueError, match=r"flags must be \(B, K\) with B=1, K=2"):
+        crit(out, targets, torch.tensor([[2, 2, 2]]))
+    with pytest.raises(TypeError, match="flags must hold COCO flags"):
+        crit(out, targets, torch.tensor([[True, False]]))
+    # values are checked where flags enter (dataset, codec): a loss never reads them (no device sync)
+    assert crit(out, targets, torch.tensor([[3, 2]])).total.item() == 0.0
 
 
 # ------------------------------------------------------------------------------------------------
@@ -456,8 +500,8 @@ def test_other_losses_reject_bad_inputs():
         heatmap_mse_loss(torch.zeros(1, 2, 3, 3), torch.zeros(1, 2, 3, 3), torch.ones(2, 2))
     with pytest.raises(TypeError, match="pred"):
         heatmap_mse_loss(torch.zeros(1, 2, 3, 3, dtype=torch.long), torch.zeros(1, 2, 3, 3), torch.ones(1, 2))
-    with pytest.raises(ValueError, match="flags"):
-        visibility_bce_loss(torch.zeros(1, 2), torch.tensor([[0, 4]]))
+    with pytest.raises(TypeError, match="flags"):
+        visibility_bce_loss(torch.zeros(1, 2), torch.tensor([[0.0, 1.0]], dtype=torch.complex64))
     with pytest.raises(ValueError, match="flags"):
         visibility_ce_loss(torch.zeros(1, 2), torch.tensor([[0, 1, 2]]))
     with pytest.raises(TypeError, match="pred"):

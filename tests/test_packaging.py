@@ -52,6 +52,11 @@ CORE_MODULES = (
     "visattn.data",
     "visattn.metrics",
     "visattn.viz",
+    "visattn.inference",
+    "visattn.models",
+    "visattn.optim",
+    "visattn.checkpoint",
+    "visattn.cli",
 )
 
 _FOOTPRINT = """

@@ -36,11 +36,11 @@ def test_flags_to_visible_passes_bools_and_any_shape() -> None:
     assert flags_to_visible(torch.zeros(0, 17, dtype=torch.long)).shape == (0, 17)
 
 
-def test_flags_to_visible_rejects_bad_values_naming_the_argument() -> None:
-    with pytest.raises(ValueError, match=r"flags must hold COCO flags in \{0, 1, 2\}.*\[3\.0\]"):
-        flags_to_visible(torch.tensor([[0, 3]]))
-    with pytest.raises(ValueError, match=r"visible must hold COCO flags"):
-        flags_to_visible(torch.tensor([[0.5, 2.0]]), name="visible")
+def test_flags_to_visible_checks_the_type_never_the_values() -> None:
+    # reading values would synchronise the device in every forward: they are checked where flags enter
+    assert flags_to_visible(torch.tensor([[0, 3, 2]])).tolist() == [[False, False, True]]
+    with pytest.raises(TypeError, match=r"visible must hold COCO flags 0/1/2 or bools, got dtype"):
+        flags_to_visible(torch.zeros(1, 2, dtype=torch.complex64), name="visible")
     with pytest.raises(TypeError, match=r"visible must be a torch\.Tensor"):
         flags_to_visible([[0, 2]], name="visible")  # type: ignore[arg-type]
 

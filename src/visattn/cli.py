@@ -224,16 +224,17 @@ def parse_args(
 ) -> argparse.Namespace:
     """Parse ``argv`` with defaults from a JSON ``--config FILE`` (flags override it), all values checked.
 
-    The parser must have a ``--config`` flag. Config keys are flag names (argparse dests); each value is
+    A parser without a ``--config`` flag only gets the range checks. Config keys are flag names (argparse dests); each value is
     checked like a command-line value: booleans for switches, ``choices``, and :class:`Bound` ranges
     (flags whose ``type`` is a :class:`Bound`, and ``bounds``; reported as the config key when the bad
     value came from the file).
     """
     pre, _ = parser.parse_known_args(argv)
+    config_file = getattr(pre, "config", None)
     defaults: dict[str, Any] = {}
-    if pre.config:
+    if config_file:
         actions = [a for a in parser._actions if a.dest != "help"]
-        defaults = load_json_config(pre.config, {a.dest for a in actions})
+        defaults = load_json_config(config_file, {a.dest for a in actions})
         for action in actions:
             if action.dest not in defaults:
                 continue
@@ -249,18 +250,18 @@ def parse_args(
             switch = isinstance(action, (argparse._StoreTrueAction, argparse.BooleanOptionalAction))
             if switch and not isinstance(value, bool):
                 raise CLIError(
-                    f"config {pre.config}: {action.dest}={value!r} must be true or false",
+                    f"config {config_file}: {action.dest}={value!r} must be true or false",
                     "fix the config file",
                 )
             if action.choices is not None and value not in action.choices:
                 raise CLIError(
-                    f"config {pre.config}: {action.dest}={value!r} is not one of {list(action.choices)}",
+                    f"config {config_file}: {action.dest}={value!r} is not one of {list(action.choices)}",
                     "fix the config file",
                 )
         parser.set_defaults(**defaults)
     args = parser.parse_args(argv)
     typed = {a.dest: a.type for a in parser._actions if isinstance(a.type, Bound)}
-    check_numbers(args, {**typed, **(bounds or {})}, config=defaults, config_file=pre.config)
+    check_numbers(args, {**typed, **(bounds or {})}, config=defaults, config_file=config_file)
     return args
 
 

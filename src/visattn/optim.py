@@ -112,7 +112,7 @@ def lr_lambdas(
         >>> groups = [{"name": "main"}, {"name": "reasoner"}]
         >>> main, reasoner = lr_lambdas(groups, 100, warmup_iters=10)
         >>> round(main(0), 3), round(reasoner(0), 3), round(reasoner(9), 3), round(main(100), 3)
-        (1.0, 0.1, 1.0, 0.01)
+        (1.0, 0.1, 0.98, 0.01)
     """
     total = check_positive_int("total_iters", total_iters)
     check_choice("schedule", schedule, SCHEDULES)

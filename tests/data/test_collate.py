@@ -7,6 +7,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, default_collate
 
+from tests.helpers import flat_fields
 from visattn.codecs import HeatmapCodec, SimCCCodec
 from visattn.data import (
     IMAGENET_MEAN,
@@ -36,6 +37,8 @@ def _datasets(ann: Path, codec: object) -> tuple[TopDownCocoDataset, TopDownCoco
 
 
 def _assert_same_batch(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None:
+    assert type(a.get("targets")) is type(b.get("targets"))  # the codec's NamedTuple, handed through
+    a, b = flat_fields(a), flat_fields(b)
     assert set(a) == set(b)
     for key in a:
         assert a[key].shape == b[key].shape, key

@@ -11,7 +11,7 @@ import torch
 from torch.utils.data import DataLoader, DistributedSampler
 
 from tests.helpers import COCO_DIR, CROWDPOSE_DIR, require_shared_data
-from visattn.codecs import HeatmapCodec, SimCCCodec
+from visattn.codecs import HeatmapCodec, SimCCCodec, SimCCTargets
 from visattn.data import AugmentConfig, ImageReadError, TopDownCocoDataset, crop_to_image, make_synthetic_coco
 from visattn.keypoints import COCO_KEYPOINTS
 
@@ -129,12 +129,17 @@ def test_codec_targets_are_added() -> None:
     require_shared_data()
     simcc = TopDownCocoDataset(COCO_ANN, COCO_DIR, input_size=(64, 48), codec=SimCCCodec((64, 48), sigma=2.0))
     item = simcc[1]
-    assert item["x_labels"].shape == (17, 96)
-    assert item["y_labels"].shape == (17, 128)
+    assert isinstance(item["targets"], SimCCTargets)
+    assert item["targets"].x_labels.shape == (17, 96)
+    assert item["targets"].y_labels.shape == (17, 128)
     assert item["weights"].shape == (17,)
+    assert torch.equal(item["weights"], item["targets"].weights)
     assert (item["weights"][item["flags"] == 0] == 0).all()
     heat = TopDownCocoDataset(COCO_ANN, COCO_DIR, input_size=(64, 48), codec=HeatmapCodec((64, 48), (16, 12)))
-    assert heat[1]["heatmaps"].shape == (17, 16, 12)
+    assert heat[1]["targets"].heatmaps.shape == (17, 16, 12)
+    batch = next(iter(DataLoader(simcc, batch_size=2)))  # the default collation batches it field by field
+    assert isinstance(batch["targets"], SimCCTargets)
+    assert batch["targets"].x_labels.shape == (2, 17, 96)
 
 
 def test_augmented_keypoints_map_back_to_the_image(coco: dict) -> None:

@@ -163,8 +163,8 @@ def heatmap_decode(
       Gaussian decodes to within about 1e-3 cells.
 
     Then ``x = j' * W / Wf`` and ``y = i' * H / Hf``. Ties pick the first cell in row-major order.
-    Scores are the maximum heatmap values (not probabilities). Computed in float32 (the DARK step in
-    float64).
+    Scores are the maximum heatmap values (not probabilities). Computed in float32 (DARK's smoothing and
+    Taylor step in float64).
 
     Args:
         heatmaps: ``(B, K, Hf, Wf)`` or ``(K, Hf, Wf)``.
@@ -244,9 +244,10 @@ def _dark_offsets(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """DARK's ``-H^-1 g`` of ``log(blur(hm))`` at the argmax ``(row, col)``: ``(dx, dy)`` ``(B, K)`` cells."""
     b, k, hm_h, hm_w = hm.shape
+    hm = hm.double()
     if kernel_size > 1:
         hm = _gaussian_blur(hm, kernel_size)
-    log = hm.double().clamp_min(1e-10).log()
+    log = hm.clamp_min(1e-10).log()
     padded = torch.nn.functional.pad(log.reshape(b * k, 1, hm_h, hm_w), (2, 2, 2, 2), mode="replicate")
     padded = padded.reshape(b, k, -1)  # (B, K, (Hf + 4) * (Wf + 4))
     stride = hm_w + 4
