@@ -9,6 +9,7 @@ from torch import nn
 from torch.overrides import TorchFunctionMode
 
 import visattn.adapters as adapters
+import visattn.heads as heads
 from tests.helpers import assert_close
 from visattn.adapters import (
     HeatmapAdapter,
@@ -658,8 +659,6 @@ def test_heads_implement_the_pose_head_protocol() -> None:
     assert heat.head.input_size == heat.input_size == INPUT
     assert simcc.head.split_ratio == simcc.split_ratio == 2.0
     # SimCCOutput / HeatmapOutput are the heads' types, re-exported by the adapters
-    import visattn.heads as heads
-
     assert adapters.SimCCOutput is heads.SimCCOutput
     assert adapters.HeatmapOutput is heads.HeatmapOutput
 
@@ -669,8 +668,10 @@ def test_heads_implement_the_pose_head_protocol() -> None:
 def test_heatmap_head_decode_is_heatmap_decode(refinement: str, input_size: tuple[int, int] | None) -> None:
     model = _heat(refinement=refinement, input_size=input_size).eval()
     crop = input_size or INPUT
+    if input_size is not None:  # a stride-8 model: 64x48 crops -> 8x6 heatmaps
+        model.pose_model = nn.Sequential(nn.AvgPool2d(2), model.pose_model)
     with torch.no_grad():
-        out = model(torch.randn(2, 3, *INPUT))
+        out = model(torch.randn(2, 3, *crop))
     keypoints, scores = model.head.decode(out)
     expected_kp, expected_scores = heatmap_decode(out.heatmaps, crop, refinement=refinement)
     assert keypoints.shape == (2, 5, 2)
@@ -733,12 +734,16 @@ def test_heatmap_head_flip_and_loss() -> None:
 
 
 def test_heatmap_adapter_bad_output() -> None:
-    model = _heat(heatmap_size=(16, 12), reasoner=None)
+    model = _heat(heatmap_size=(16, 12), input_size=INPUT, reasoner=None)
     with pytest.raises(
         ValueError,
         match=r"pose_model output must be \(B, K, Hf, Wf\) with B=1, K=5, Hf=16, Wf=12, got \(1, 5, 8, 6\)",
     ):
         model(torch.randn(1, 3, *INPUT))
+    with pytest.raises(
+        ValueError, match=r"images must be \(B, C, H, W\) with C=3, H=32, W=24, got \(1, 3, 64, 48\)"
+    ):
+        _heat(reasoner=None)(torch.randn(1, 3, 64, 48))  # the crop size is checked: keypoints decode in it
     model = HeatmapAdapter(nn.Conv2d(3, 4, 3, stride=4, padding=1), 5, heatmap_size=(8, 6), reasoner=None)
     with pytest.raises(ValueError, match=r"got \(1, 4, 8, 6\)"):
         model(torch.randn(1, 3, *INPUT))

@@ -222,6 +222,25 @@ def test_heatmap_deployment_decodes_with_the_head_refinement() -> None:
     assert not torch.equal(keypoints, heatmap_decode(out.heatmaps, INPUT)[0])  # not the quarter offset
 
 
+@pytest.mark.parametrize("kind", ["simcc", "heatmap"])
+def test_deployment_decodes_through_the_head(kind: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    model = (_simcc() if kind == "simcc" else _heatmap()).eval()
+    seen: list[Any] = []
+    keypoints, scores = torch.full((2, K, 2), 7.0), torch.full((2, K), 0.25)
+
+    def decode(output: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        seen.append(output)
+        return keypoints, scores
+
+    monkeypatch.setattr(model.head, "decode", decode)
+    with torch.no_grad():
+        got = DeploymentModel(model, decode=True)(torch.randn(2, 3, *INPUT))
+    assert len(seen) == 1
+    assert isinstance(seen[0], model.head.output_type)
+    assert got[-2] is keypoints
+    assert got[-1] is scores
+
+
 def test_deployment_errors() -> None:
     with pytest.raises(TypeError, match="SimCCAdapter or a HeatmapAdapter"):
         DeploymentModel(nn.Identity())  # type: ignore[arg-type]
@@ -290,12 +309,13 @@ def test_export_program_static_batch() -> None:
 
 
 @pytest.mark.parametrize(
-    ("kind", "decode"), [("simcc", False), ("simcc", True), ("heatmap", False), ("heatmap", True)]
+    ("kind", "decode"),
+    [("simcc", False), ("simcc", True), ("heatmap", False), ("heatmap", True), ("heatmap_64x48", True)],
 )
 def test_onnx_matches_pytorch(kind: str, decode: bool, tmp_path: Path) -> None:
     ort = pytest.importorskip("onnxruntime")
     pytest.importorskip("onnxscript")
-    model = _simcc() if kind == "simcc" else _heatmap()
+    model = {"simcc": _simcc, "heatmap": _heatmap, "heatmap_64x48": _heatmap_64x48}[kind]()
     path = export_onnx(model, tmp_path / "sub" / "model.onnx", decode=decode)
     assert path == tmp_path / "sub" / "model.onnx"
     assert path.is_file()
@@ -305,8 +325,9 @@ def test_onnx_matches_pytorch(kind: str, decode: bool, tmp_path: Path) -> None:
     assert [o.name for o in session.get_outputs()] == list(deploy.output_names)
     assert [i.name for i in session.get_inputs()] == ["images"]
     assert isinstance(session.get_inputs()[0].shape[0], str)  # symbolic batch axis
+    assert session.get_inputs()[0].shape[1:] == [3, *model.input_size]
     for batch in (1, 3):
-        images = torch.randn(batch, 3, *INPUT)
+        images = torch.randn(batch, 3, *model.input_size)
         got = session.run(None, {"images": images.numpy()})
         with torch.no_grad():
             expected = deploy(images)

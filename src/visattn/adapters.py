@@ -99,12 +99,15 @@ def select_feature_map(
     if not items:
         raise TypeError(f"{name} is an empty {type(output).__name__}; expected a tensor (B, C, Hf, Wf)")
     shapes = {key: tuple(v.shape) if isinstance(v, torch.Tensor) else type(v).__name__ for key, v in items}
+    if isinstance(feature_index, bool):
+        raise TypeError(f"feature_index must be an int position or a dict key, got {feature_index!r}")
     if feature_index is None:
         if len(items) > 1:
             raise ValueError(
                 f"{name} is a {type(output).__name__} of {len(items)} feature maps {shapes}; pass "
                 "feature_index (a position or key) to say which one the adapter uses"
             )
+        feature_index = items[0][0]
         selected = items[0][1]
     else:
         try:
@@ -163,7 +166,7 @@ def _build_reasoner(
         raise TypeError(
             "reasoner must be a factory such as VisibilityMaskedReasoner or "
             "functools.partial(VisibilityMaskedReasoner, embed_dim=256), or None for no reasoner, got "
-            f"{type(reasoner).__name__} {reasoner!r:.60}"
+            f"{type(reasoner).__name__}"
             + ("; to use a reasoner you built, pass `lambda *args, **kwargs: reasoner`"
                if isinstance(reasoner, nn.Module) else "")
         )  # fmt: skip
@@ -179,10 +182,12 @@ def _build_reasoner(
             f"of K keypoints), got {got}"
         )
     if built.feature_channels not in (0, feature_channels):
-        raise ValueError(
-            f"the reasoner's feature_channels must be 0 or the backbone's C={feature_channels}, got "
-            f"{built.feature_channels}"
+        available = (
+            f"0 or the backbone's C={feature_channels}"
+            if feature_channels
+            else "0: a heatmap model hands VisNet no backbone features"
         )
+        raise ValueError(f"the reasoner's feature_channels must be {available}, got {built.feature_channels}")
     return built
 
 
@@ -434,7 +439,8 @@ class HeatmapAdapter(nn.Module):
 
     def _heatmaps(self, images: torch.Tensor) -> torch.Tensor:
         """The wrapped model's checked ``(B, K, Hf, Wf)`` heatmaps."""
-        check_tensor("images", images, "B C H W", floating=True, C=3)
+        height, width = self.input_size
+        check_tensor("images", images, "B C H W", floating=True, C=3, H=height, W=width)
         parameter = next(self.pose_model.parameters(), None)
         if parameter is not None:
             check_matches_parameters("images", images, parameter, "pose model")
@@ -465,7 +471,7 @@ class HeatmapAdapter(nn.Module):
         """Predict (refined) heatmaps and visibility.
 
         Args:
-            images: ``(B, 3, H, W)`` crops.
+            images: ``(B, 3, H, W)`` crops of exactly ``input_size``.
             flags: optional ``(B, K)`` COCO flags 0/1/2 (visible iff ``v == 2``) for the reasoner's
                 ground-truth mask source; shape-checked but unused without a reasoner.
 

@@ -239,7 +239,7 @@ def parse_args(
             if action.dest not in defaults:
                 continue
             value = defaults[action.dest]
-            if action.nargs is not None and action.nargs != "?":
+            if action.nargs not in (None, "?", 0):
                 size = action.nargs if isinstance(action.nargs, int) else None
                 if not isinstance(value, list) or (size is not None and len(value) != size):
                     flag = action.option_strings[0]

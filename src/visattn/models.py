@@ -90,7 +90,10 @@ def _load_local(module: nn.Module, path: str | Path) -> None:
     state = torch.load(Path(path), map_location="cpu", weights_only=True)
     if isinstance(state, Mapping) and "state_dict" in state:
         state = state["state_dict"]
-    missing, unexpected = module.load_state_dict(dict(state), strict=False)
+    try:
+        missing, unexpected = module.load_state_dict(dict(state), strict=False)
+    except RuntimeError as err:  # shape mismatches
+        raise ValueError(f"pretrained_backbone {path} does not fit the trunk: {err}") from None
     unexpected = [k for k in unexpected if not k.startswith(("fc.", "classifier.", "head"))]
     if missing or unexpected:
         raise ValueError(
@@ -217,7 +220,7 @@ def create_model(
         visattn: ``True`` inserts the visibility-masked reasoner with its defaults, a dict sets its
             keyword arguments (``{"embed_dim": 256, "mask_source": "ground_truth"}``), a factory is used
             as it is; ``False`` / ``None`` gives the plain baseline.
-        input_size: ``(H, W)`` crop size (multiples of 32 for the ResNets).
+        input_size: ``(H, W)`` crop size (multiples of 32 for the ResNets and HRNets, of 4 for ``tiny``).
         split_ratio: SimCC bins per pixel.
         sigma: target standard deviation (SimCC bins, default 6; heatmap cells, default 2).
         refinement: heatmap decoding refinement, ``"quarter"`` or ``"dark"``.
@@ -239,8 +242,9 @@ def create_model(
     check_choice("norm", norm, NORMS)
     k = check_positive_int("num_keypoints", num_keypoints)
     height, width = check_size_pair("input_size", input_size)
-    if height % _STRIDE or width % _STRIDE:
-        raise ValueError(f"input_size must be multiples of {_STRIDE} (stride-4 maps), got {(height, width)}")
+    multiple = _STRIDE if name == "tiny" else 32  # the ResNet / HRNet trunks go down to stride 32
+    if height % multiple or width % multiple:
+        raise ValueError(f"input_size of {name!r} must be multiples of {multiple}, got {(height, width)}")
     if not isinstance(hub_pretrained, bool):
         raise TypeError(f"hub_pretrained must be a bool, got {type(hub_pretrained).__name__}")
     reasoner = _reasoner_factory(visattn)

@@ -20,6 +20,7 @@ channels, Hf x Wf feature map.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
@@ -421,7 +422,13 @@ class VisibilityMaskedReasoner(nn.Module):
         param_dtype = next(self.visnet.parameters()).dtype
         tokens = _scale_grad(tokens, self.visnet_grad_scale)
         features = None if features is None else _scale_grad(features, self.visnet_grad_scale)
-        with torch.autocast(device_type=tokens.device.type, enabled=False):
+        device_type = tokens.device.type  # e.g. "meta" has no autocast to turn off
+        off = (
+            torch.autocast(device_type, enabled=False)
+            if torch.amp.is_autocast_available(device_type)
+            else None
+        )
+        with off or contextlib.nullcontext():
             logits: torch.Tensor = self.visnet._forward(
                 tokens.to(param_dtype), None if features is None else features.to(param_dtype)
             )  # (B, K)

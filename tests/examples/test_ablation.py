@@ -78,24 +78,25 @@ def test_the_demo_layer_is_the_library_default() -> None:
     sys.path.insert(0, str(REPO_ROOT / "examples"))
     try:
         import ablation
-        from models import tiny_net
     finally:
         sys.path.pop(0)
-    from visattn import SimCCAdapter
+    from functools import partial
+
+    from visattn import SimCCAdapter, VisibilityMaskedReasoner
+    from visattn.models import tiny_net
 
     best = ablation.build_model(ablation.VARIANTS["best"], seed=0)
     torch.manual_seed(0)
-    default = SimCCAdapter(
-        tiny_net(64), 64, 17, ablation.INPUT_SIZE, reasoner_kwargs={"embed_dim": 256, "depth": 2}
-    )
+    factory = partial(VisibilityMaskedReasoner, embed_dim=256, depth=2)
+    default = SimCCAdapter(tiny_net(64), 64, 17, ablation.INPUT_SIZE, reasoner=factory)
     assert best.reasoner is not None
     assert default.reasoner is not None
     assert repr(best.reasoner) == repr(default.reasoner)
     assert best.reasoner.visnet_grad_scale == default.reasoner.visnet_grad_scale
     shapes = {k: tuple(v.shape) for k, v in best.state_dict().items()}
     assert shapes == {k: tuple(v.shape) for k, v in default.state_dict().items()}
-    from visattn.losses import SimCCKLLoss, VisibilityAwareLoss, VisibilityBCELoss
+    from visattn.losses import VisibilityAwareLoss, VisibilityBCELoss
 
-    default_loss = VisibilityAwareLoss(SimCCKLLoss()).vis_loss  # what the demo's layer is trained with
+    default_loss = VisibilityAwareLoss(default.head).vis_loss  # what the demo's layer is trained with
     assert isinstance(default_loss, VisibilityBCELoss)
     assert ablation.VARIANTS["best"].vis_loss == ("balanced" if default_loss.balanced else "bce")

@@ -391,8 +391,8 @@ class TopDownCocoDataset(Dataset[dict[str, torch.Tensor]]):
       field), only with a codec (or a head: ``codec=model.head``);
     - meta: ``image_id``, ``ann_id`` (-1 for detections), ``index`` (the sample's index in the dataset:
       unique per instance, also for detections), ``center (2,)``, ``scale (2,)`` (crop size
-      ``(w, h)`` in image px), ``bbox (4,)`` the person box ``(x, y, w, h)`` in image px as annotated
-      (or detected; the PCK scale), ``rotation ()`` degrees, ``flipped ()`` bool (``center`` is then in the
+      ``(w, h)`` in image px), ``bbox (4,)`` the person box ``(x, y, w, h)`` in image px, as annotated (or
+      detected) and clipped to the image (the box the crop is made from; the PCK scale), ``rotation ()`` degrees, ``flipped ()`` bool (``center`` is then in the
       mirrored image, ``x' = w_img - 1 - x``), ``bbox_score ()``, ``area ()``, ``replaced ()`` bool
       (True when this index's image was unreadable and ``on_error="skip"`` substituted another sample).
 
