@@ -158,8 +158,13 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def check_args(args: argparse.Namespace) -> None:
-    """Cross-flag checks (one-line errors); types and ranges are checked by the flags' ``type``."""
+def parse_flags(argv: Sequence[str] | None) -> argparse.Namespace:
+    """The flags (``--config`` defaults, types and ranges checked by :func:`visattn.cli.parse_args`) and
+    the cross-flag checks, as one-line errors."""
+    args = parse_args(build_parser(), argv)
+    if args.embed_dim % args.num_heads:
+        fix = "pick --embed-dim as a multiple of --num-heads"
+        raise CLIError(f"--embed-dim {args.embed_dim} is not divisible by --num-heads {args.num_heads}", fix)
     used = [flag for flag in ("--post-norm", "--shared-qkv") if getattr(args, flag[2:].replace("-", "_"))]
     used += [f"--vis-loss {args.vis_loss}"] if args.vis_loss != "bce" else []
     if not args.reasoner and used:
@@ -167,6 +172,7 @@ def check_args(args: argparse.Namespace) -> None:
         raise CLIError(f"{' / '.join(used)} configure the visattn layer but --no-reasoner removes it", fix)
     if args.sync_bn and args.device == "cpu":
         raise CLIError("--sync-bn needs CUDA (SyncBatchNorm has no CPU kernel)", "use --norm group on CPU")
+    return args
 
 
 def model_config(args: argparse.Namespace) -> dict[str, Any]:
@@ -196,6 +202,12 @@ def datasets(args: argparse.Namespace, info: DistInfo, output: Path, input_size:
                 "--synthetic generates COCO keypoints", "drop --keypoints or pass --keypoints coco"
             )
         n_val = args.synthetic_val or max(8, args.synthetic // 8)
+        spec, wanted = (
+            output / "data" / "synthetic.json",
+            {"train": args.synthetic, "val": n_val, "seed": args.seed},
+        )
+        if info.is_main and spec.is_file() and json.loads(spec.read_text()) != wanted:
+            print(f"note: regenerating the synthetic set in {spec.parent} ({spec.read_text()} -> {wanted})")
         if info.is_main:
             make_synthetic_splits(
                 output / "data", args.synthetic, n_val, seed=args.seed, num_workers=args.workers
@@ -394,8 +406,7 @@ def train_one_epoch(run: Run, loader: DataLoader, args: argparse.Namespace, epoc
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(build_parser(), argv)
-    check_args(args)
+    args = parse_flags(argv)
     info, device = init_distributed(args.device)
     output = writable_dir(args.output) if info.is_main else Path(args.output)
     config = model_config(args)
@@ -435,8 +446,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         optimizer.load_state_dict(state["optimizer"])
         for group, (decay, base_lr) in zip(optimizer.param_groups, fresh):
             group["weight_decay"], group["initial_lr"] = decay, base_lr
-        scheduler.last_epoch = global_step - 1
-        scheduler.step()  # the rebuilt schedule at the saved step
+        scheduler.last_epoch = global_step  # the rebuilt schedule at the saved step
+        for group, base_lr, factor in zip(optimizer.param_groups, scheduler.base_lrs, scheduler.lr_lambdas):
+            group["lr"] = base_lr * factor(global_step)
         scaler.load_state_dict(state["scaler"])
         if len(state["rng"]) == info.world_size:
             set_rng_state(state["rng"][info.rank])

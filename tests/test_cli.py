@@ -59,9 +59,9 @@ def test_config_values_are_checked_like_flags(tmp_path: Path) -> None:
     for values, message in [
         ({"epochs": 0}, "config .*: epochs must be a positive integer, got 0"),
         ({"epochs": True}, "epochs must be a positive integer, got True"),
-        ({"size": 4}, "--size must be a list of 2 values, got 4"),
-        ({"size": [1, 2, 3]}, "--size must be a list of 2 values"),
-        ({"steps": 5}, "--steps must be a list of zero or more values, got 5"),
+        ({"size": 4}, "--size must be a list of 2 integers, got 4"),
+        ({"size": [1, 2, 3]}, "--size must be a list of 2 integers"),
+        ({"steps": 5}, "--steps must be a list of zero or more integers, got 5"),
         ({"mode": "c"}, r"mode='c' is not one of \['a', 'b'\]"),
         ({"flag": "yes"}, "flag='yes' must be true or false"),
         ({"unknown": 1}, r"unknown keys \['unknown'\]"),

@@ -141,3 +141,90 @@ def test_evaluate_runs_the_loader_through_predict_crops(synthetic) -> None:
     for batch in loader:
         manual.update_from_batch(batch, predict_crops(model, batch["image"], flip_index=FLIP), (32, 24))
     assert metrics == pytest.approx(manual.compute(), nan_ok=True)
+
+
+# ----------------------------------------------------------------------------------------------------
+# the top-down predictor: images + boxes -> poses in image pixels
+
+
+def _clipped_xywh(data: dict) -> dict[int, list[float]]:
+    """The dataset's rule: annotated boxes clipped to the image (x2 <= w - 1, y2 <= h - 1)."""
+    sizes = {im["id"]: (im["width"], im["height"]) for im in data["images"]}
+    out = {}
+    for a in data["annotations"]:
+        (x, y, w, h), (iw, ih) = a["bbox"], sizes[a["image_id"]]
+        x1, y1 = min(max(x, 0.0), iw - 1.0), min(max(y, 0.0), ih - 1.0)
+        x2, y2 = min(max(x + w, 0.0), iw - 1.0), min(max(y + h, 0.0), ih - 1.0)
+        out[a["id"]] = [x1, y1, x2 - x1, y2 - y1]
+    return out
+
+
+def test_predictor_equals_the_evaluation_path_on_the_real_coco_samples() -> None:
+    from tests.helpers import COCO_DIR, require_shared_data
+    from visattn.inference import TopDownPredictor
+    from visattn.models import create_model
+
+    require_shared_data()
+    ann = COCO_DIR / "test_coco.json"
+    torch.manual_seed(0)
+    model = create_model("tiny", input_size=(64, 48), visattn={"embed_dim": 32, "depth": 1}).eval()
+    dataset = TopDownCocoDataset(ann, COCO_DIR, input_size=(64, 48))
+    batch = next(iter(DataLoader(dataset, batch_size=len(dataset))))
+    pred = predict_crops(model, batch["image"], flip_index=FLIP)
+    from visattn.data import crop_to_image
+
+    expected = crop_to_image(pred.keypoints, batch["center"], batch["scale"], batch["rotation"], (64, 48))
+    data = json.loads(ann.read_text())
+    boxes = _clipped_xywh(data)
+    files = {im["id"]: COCO_DIR / im["file_name"] for im in data["images"]}
+    predictor = TopDownPredictor(model, keypoint_info="coco", batch_size=3)
+    order = {}
+    for i in range(len(dataset)):
+        order.setdefault(int(batch["image_id"][i]), []).append(i)
+    ids = sorted(order)
+    people = predictor.predict_many(
+        [files[i] for i in ids],
+        [[boxes[int(batch["ann_id"][j])] for j in order[i]] for i in ids],
+        box_format="xywh",
+    )
+    compared = 0
+    for image_id, persons in zip(ids, people):
+        for j, person in zip(order[image_id], persons):
+            torch.testing.assert_close(person.keypoints, expected[j], atol=1e-3, rtol=0)
+            torch.testing.assert_close(person.scores, pred.scores[j], atol=1e-5, rtol=0)
+            torch.testing.assert_close(person.vis_probs, pred.vis_probs[j], atol=1e-5, rtol=0)
+            x, y, w, h = boxes[int(batch["ann_id"][j])]
+            assert person.box.tolist() == pytest.approx([x, y, x + w, y + h], abs=1e-3)
+            compared += 1
+    assert compared == len(dataset) > 3
+
+
+def test_predictor_inputs_and_checkpoint(tmp_path: Path) -> None:
+    from visattn.checkpoint import save_checkpoint
+    from visattn.inference import TopDownPredictor, read_rgb
+    from visattn.models import create_model
+
+    config = {"name": "tiny", "input_size": [32, 24], "visattn": {"embed_dim": 16, "depth": 1}}
+    model = create_model(**config)
+    image = (torch.rand(3, 60, 80) * 255).to(torch.uint8)
+    predictor = TopDownPredictor(model, flip_test=False)
+    a = predictor(image, torch.tensor([[10.0, 5.0, 50.0, 55.0]]))
+    b = predictor(image.permute(1, 2, 0).numpy(), [[10, 5, 40, 50]], box_format="xywh", box_scores=[0.7])
+    torch.testing.assert_close(a[0].keypoints, b[0].keypoints)
+    assert (a[0].box_score, b[0].box_score) == (1.0, pytest.approx(0.7))
+    assert predictor(image, []) == []
+    save_checkpoint(tmp_path / "m.pt", {"model": model.state_dict(), "model_config": config})
+    restored = TopDownPredictor.from_checkpoint(tmp_path / "m.pt", flip_test=False)
+    torch.testing.assert_close(restored(image, [[10, 5, 50, 55]])[0].keypoints, a[0].keypoints)
+    with pytest.raises(ValueError, match=r"boxes\[0\] must be finite \(N, 4\)"):
+        predictor(image, [[1, 2, 3]])
+    with pytest.raises(ValueError, match="positive width and height"):
+        predictor(image, [[10, 10, 5, 20]])
+    with pytest.raises(ValueError, match=r"box_scores\[0\] must hold one score per box"):
+        predictor(image, [[1, 2, 30, 40]], box_scores=[0.5, 0.5])
+    with pytest.raises(ValueError, match="uint8 RGB"):
+        read_rgb(torch.zeros(3, 4, 5))
+    with pytest.raises(ValueError, match="box_format must be one of"):
+        predictor(image, [[1, 2, 30, 40]], box_format="cxcywh")
+    with pytest.raises(ValueError, match="K=14"):
+        TopDownPredictor(model, keypoint_info="crowdpose")

@@ -224,8 +224,8 @@ def parse_args(
 ) -> argparse.Namespace:
     """Parse ``argv`` with defaults from a JSON ``--config FILE`` (flags override it), all values checked.
 
-    A parser without a ``--config`` flag only gets the range checks. Config keys are flag names (argparse dests); each value is
-    checked like a command-line value: booleans for switches, ``choices``, and :class:`Bound` ranges
+    A parser without a ``--config`` flag only gets the range checks. Config keys are flag names
+    (argparse dests); each value is checked like a command-line value: booleans for switches, ``choices``, and :class:`Bound` ranges
     (flags whose ``type`` is a :class:`Bound`, and ``bounds``; reported as the config key when the bad
     value came from the file).
     """
@@ -243,8 +243,12 @@ def parse_args(
                 size = action.nargs if isinstance(action.nargs, int) else None
                 if not isinstance(value, list) or (size is not None and len(value) != size):
                     flag = action.option_strings[0]
+                    integers = action.type is int or (
+                        isinstance(action.type, Bound) and action.type.kind is int
+                    )
+                    what = "integers" if integers else "values"
                     raise CLIError(
-                        f"{flag} must be a list of {size or 'zero or more'} values, got {value!r}",
+                        f"{flag} must be a list of {size or 'zero or more'} {what}, got {value!r}",
                         f"write {action.dest} as a JSON list in the config file",
                     )
             switch = isinstance(action, (argparse._StoreTrueAction, argparse.BooleanOptionalAction))

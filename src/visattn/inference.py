@@ -1,9 +1,11 @@
-"""Prediction: crops to keypoints through the model's head, with the flip test.
+"""Prediction: images and person boxes to poses; crops to keypoints through the model's head.
 
-:func:`predict_crops` runs a model on a batch of crops, optionally averages it with the flipped-back
-output of the mirrored crops (the flip test of SimpleBaseline / SimCC), and decodes through
-``model.head`` (:class:`visattn.heads.PoseHead`), whatever the head kind. Evaluation
-(:meth:`visattn.metrics.PoseEvaluator.update_from_batch`), export and the recipes use it.
+:class:`TopDownPredictor` takes an image and person boxes and returns every person's keypoints in image
+pixels, keypoint scores and visibility probabilities. :func:`predict_crops` runs a model on a batch of
+crops, optionally averages it with the flipped-back output of the mirrored crops (the flip test of
+SimpleBaseline / SimCC), and decodes through ``model.head`` (:class:`visattn.heads.PoseHead`), whatever
+the head kind. Evaluation (:meth:`visattn.metrics.PoseEvaluator.update_from_batch`) and the recipes
+use it.
 
 Shape alphabet: B batch, K keypoints, H x W input crop.
 """
@@ -11,18 +13,34 @@ Shape alphabet: B batch, K keypoints, H x W input crop.
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+import numpy as np
 import torch
 from torch import nn
 
-from visattn._checks import check_flag_tensor, check_tensor
+from visattn._checks import check_choice, check_flag_tensor, check_positive_int, check_tensor
+from visattn.data._warp import crop_matrix
+from visattn.data.dataset import normalize_images
+from visattn.data.transforms import box_to_center_scale, crop_to_image
+from visattn.keypoints import KeypointInfo, get_keypoint_info
 
 if TYPE_CHECKING:
     from visattn.metrics import PoseEvaluator
 
-__all__ = ["Prediction", "average_outputs", "evaluate", "predict_crops", "unwrap_model"]
+__all__ = [
+    "BOX_FORMATS",
+    "PersonPose",
+    "Prediction",
+    "TopDownPredictor",
+    "average_outputs",
+    "evaluate",
+    "predict_crops",
+    "read_rgb",
+    "unwrap_model",
+]
 
 
 class Prediction(NamedTuple):
@@ -186,3 +204,249 @@ def evaluate(
             prediction = predict_crops(model, images, flags=flags, flip_index=flip_index)
         evaluator.update_from_batch(batch, prediction, input_size)
     return evaluator.compute()
+
+
+class PersonPose(NamedTuple):
+    """The pose of one person, in image pixels.
+
+    Attributes:
+        keypoints: ``(K, 2)`` float32 ``(x, y)`` image pixels.
+        scores: ``(K,)`` float32 keypoint confidences.
+        vis_probs: ``(K,)`` float32 visibility probabilities, ``None`` without a reasoner.
+        box: ``(4,)`` float32 person box ``(x1, y1, x2, y2)`` the crop was made from.
+        box_score: the box's detection score (1.0 when none was given).
+    """
+
+    keypoints: torch.Tensor
+    scores: torch.Tensor
+    vis_probs: torch.Tensor | None
+    box: torch.Tensor
+    box_score: float
+
+
+BOX_FORMATS = ("xyxy", "xywh")
+
+
+class TopDownPredictor:
+    """Keypoints and visibility for the people in an image, given their boxes (top-down).
+
+    Each box becomes a crop of the model's ``input_size`` exactly as :class:`~visattn.data.TopDownCocoDataset`
+    makes its evaluation crops (aspect ratio fixed to the crop's, padded by 1.25, one affine warp), the crops
+    of all boxes (and images) run through :func:`predict_crops` in batches of ``batch_size`` (with the flip
+    test by default), and the keypoints are mapped back to image pixels. No gradient is recorded; the model is
+    put in eval mode.
+
+    Args:
+        model: a :class:`~visattn.adapters.SimCCAdapter` / :class:`~visattn.adapters.HeatmapAdapter`.
+        keypoint_info: the model's keypoint set (name or :class:`~visattn.keypoints.KeypointInfo`): flip test.
+        flip_test: average with the flipped-back prediction of the mirrored crop.
+        device: where the model runs (default: where its parameters are).
+        batch_size: crops per forward pass.
+
+    Example:
+        >>> from visattn.models import create_model
+        >>> predictor = TopDownPredictor(create_model("tiny", input_size=(64, 48)))
+        >>> image = np.zeros((120, 160, 3), dtype=np.uint8)  # RGB, H x W x 3
+        >>> people = predictor(image, [[20, 10, 80, 110], [90, 30, 150, 115]])  # xyxy boxes
+        >>> len(people), tuple(people[0].keypoints.shape), tuple(people[0].vis_probs.shape)
+        (2, (17, 2), (17,))
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        *,
+        keypoint_info: str | KeypointInfo = "coco",
+        flip_test: bool = True,
+        device: torch.device | str | None = None,
+        batch_size: int = 64,
+    ) -> None:
+        head = getattr(unwrap_model(model), "head", None)
+        if head is None or not callable(getattr(head, "decode", None)):
+            raise TypeError(f"model must be a visattn adapter (with a head), got {type(model).__name__}")
+        self.keypoint_info = get_keypoint_info(keypoint_info)
+        k = getattr(unwrap_model(model), "num_keypoints", self.keypoint_info.num_keypoints)
+        if k != self.keypoint_info.num_keypoints:
+            raise ValueError(
+                f"keypoint_info {self.keypoint_info.name!r} has K={self.keypoint_info.num_keypoints} but the "
+                f"model predicts K={k}"
+            )
+        if not isinstance(flip_test, bool):
+            raise TypeError(f"flip_test must be a bool, got {type(flip_test).__name__}")
+        self.batch_size = check_positive_int("batch_size", batch_size)
+        if device is None:
+            param = next(model.parameters(), None)
+            device = param.device if param is not None else torch.device("cpu")
+        self.device = torch.device(device)
+        self.model = model.to(self.device).eval()
+        self.input_size: tuple[int, int] = tuple(head.input_size)  # type: ignore[assignment]
+        self.flip_test = flip_test
+
+    @classmethod
+    def from_checkpoint(
+        cls, path: str | os.PathLike[str], *, keypoint_info: str | KeypointInfo | None = None, **kwargs: Any
+    ) -> TopDownPredictor:
+        """A predictor for a checkpoint of ``examples/train.py`` (``model`` weights + ``model_config``, the
+        arguments of :func:`visattn.models.create_model`), read with ``weights_only=True``.
+
+        ``keypoint_info`` defaults to the checkpoint's ``--keypoints`` (else COCO); other keyword arguments
+        go to the constructor.
+        """
+        from visattn.checkpoint import CheckpointError, read_checkpoint
+        from visattn.models import create_model
+
+        state = read_checkpoint(os.fspath(path))
+        if not isinstance(state, dict) or "model" not in state or "model_config" not in state:
+            raise CheckpointError(
+                f"{path} has no 'model' / 'model_config'", "pass a checkpoint written by examples/train.py"
+            )
+        model = create_model(
+            **{**state["model_config"], "pretrained_backbone": None, "hub_pretrained": False}
+        )
+        model.load_state_dict(state["model"])
+        saved = state.get("args", {}).get("keypoints") if isinstance(state.get("args"), dict) else None
+        return cls(model, keypoint_info=keypoint_info or saved or "coco", **kwargs)
+
+    def __call__(
+        self,
+        image: str | os.PathLike[str] | np.ndarray | torch.Tensor,
+        boxes: Any,
+        *,
+        box_format: str = "xyxy",
+        box_scores: Sequence[float] | torch.Tensor | None = None,
+    ) -> list[PersonPose]:
+        """Poses of the people in ``boxes`` of one image.
+
+        Args:
+            image: a file path (read with OpenCV), an ``(H, W, 3)`` RGB uint8 array, or a ``(3, H, W)``
+                RGB uint8 tensor.
+            boxes: ``(N, 4)`` person boxes (sequence, array or tensor), ``xyxy`` or ``xywh`` image pixels.
+            box_format: ``"xyxy" | "xywh"``.
+            box_scores: ``(N,)`` detection scores (default 1).
+
+        Returns:
+            one :class:`PersonPose` per box, in the order of ``boxes``.
+        """
+        return self.predict_many([image], [boxes], box_format=box_format, box_scores=[box_scores])[0]
+
+    def predict_many(
+        self,
+        images: Sequence[str | os.PathLike[str] | np.ndarray | torch.Tensor],
+        boxes: Sequence[Any],
+        *,
+        box_format: str = "xyxy",
+        box_scores: Sequence[Sequence[float] | torch.Tensor | None] | None = None,
+    ) -> list[list[PersonPose]]:
+        """:meth:`__call__` for several images, batched over all their persons."""
+        check_choice("box_format", box_format, BOX_FORMATS)
+        if len(images) != len(boxes):
+            raise ValueError(f"boxes must hold one entry per image ({len(images)}), got {len(boxes)}")
+        scores_per_image = box_scores if box_scores is not None else [None] * len(images)
+        crops, meta, owners = [], [], []
+        for i, (source, image_boxes, scores) in enumerate(zip(images, boxes, scores_per_image)):
+            rgb = read_rgb(source, name=f"images[{i}]")
+            xywh = _boxes_xywh(image_boxes, box_format, f"boxes[{i}]")
+            score = _box_scores(scores, len(xywh), f"box_scores[{i}]")
+            for j in range(len(xywh)):
+                crop, center, scale = _crop(rgb, xywh[j], self.input_size)
+                crops.append(crop)
+                meta.append((center, scale, xywh[j], float(score[j])))
+                owners.append(i)
+        results: list[list[PersonPose]] = [[] for _ in images]
+        flip = self.keypoint_info.flip_index if self.flip_test else None
+        for start in range(0, len(crops), self.batch_size):
+            chunk = torch.stack(crops[start : start + self.batch_size]).to(self.device)  # (B, 3, H, W) uint8
+            pred = predict_crops(self.model, normalize_images(chunk), flip_index=flip)
+            center = torch.stack([torch.as_tensor(m[0]) for m in meta[start : start + len(chunk)]]).float()
+            scale = torch.stack([torch.as_tensor(m[1]) for m in meta[start : start + len(chunk)]]).float()
+            rotation = torch.zeros(len(chunk))
+            keypoints = crop_to_image(pred.keypoints.cpu(), center, scale, rotation, self.input_size)
+            probs = pred.vis_probs
+            for b in range(len(chunk)):
+                _, _, (x, y, w, h), box_score = meta[start + b]
+                results[owners[start + b]].append(
+                    PersonPose(
+                        keypoints[b], pred.scores[b].cpu(), None if probs is None else probs[b].cpu(),
+                        torch.tensor([x, y, x + w, y + h], dtype=torch.float32), box_score,
+                    )
+                )  # fmt: skip
+        return results
+
+
+def read_rgb(
+    source: str | os.PathLike[str] | np.ndarray | torch.Tensor, *, name: str = "image"
+) -> np.ndarray:
+    """An image as an ``(H, W, 3)`` RGB uint8 array: read from a file (OpenCV), or checked and converted.
+
+    Example:
+        >>> read_rgb(torch.zeros(3, 4, 5, dtype=torch.uint8)).shape
+        (4, 5, 3)
+    """
+    if isinstance(source, (str, os.PathLike)):
+        from visattn.data import ImageReadError
+        from visattn.data._deps import require_cv2
+
+        cv2 = require_cv2()
+        path = os.fspath(source)
+        try:
+            data = np.fromfile(path, dtype=np.uint8)
+        except OSError as err:
+            raise ImageReadError(f"could not read image file {path} ({err.strerror or err})") from None
+        bgr = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+        if bgr is None:
+            raise ImageReadError(f"could not decode image file {path}")
+        return np.ascontiguousarray(bgr[:, :, ::-1])
+    if isinstance(source, torch.Tensor):
+        if source.dim() != 3 or source.shape[0] != 3 or source.dtype != torch.uint8:
+            raise ValueError(
+                f"{name} must be a (3, H, W) uint8 RGB tensor, got {source.dtype} {tuple(source.shape)}"
+            )
+        return np.ascontiguousarray(source.permute(1, 2, 0).cpu().numpy())
+    if isinstance(source, np.ndarray):
+        if source.ndim != 3 or source.shape[2] != 3 or source.dtype != np.uint8:
+            raise ValueError(
+                f"{name} must be an (H, W, 3) uint8 RGB array, got {source.dtype} {source.shape}"
+            )
+        return np.ascontiguousarray(source)
+    raise TypeError(f"{name} must be a path, an (H, W, 3) uint8 array or a (3, H, W) uint8 tensor")
+
+
+def _boxes_xywh(boxes: Any, box_format: str, name: str) -> np.ndarray:
+    array = np.asarray(boxes.cpu() if isinstance(boxes, torch.Tensor) else boxes, dtype=np.float64)
+    if array.size == 0:
+        return np.zeros((0, 4))
+    if array.ndim == 1:
+        array = array[None]
+    if array.ndim != 2 or array.shape[1] != 4 or not np.isfinite(array).all():
+        raise ValueError(f"{name} must be finite (N, 4) {box_format} boxes, got shape {array.shape}")
+    if box_format == "xyxy":
+        array = np.concatenate([array[:, :2], array[:, 2:] - array[:, :2]], axis=1)
+    if (array[:, 2:] <= 0).any():
+        raise ValueError(f"{name} must have a positive width and height, got {array.tolist()}")
+    return array
+
+
+def _box_scores(scores: Any, n: int, name: str) -> np.ndarray:
+    if scores is None:
+        return np.ones(n)
+    array = np.asarray(
+        scores.cpu() if isinstance(scores, torch.Tensor) else scores, dtype=np.float64
+    ).reshape(-1)
+    if array.shape != (n,):
+        raise ValueError(f"{name} must hold one score per box ({n}), got {array.shape}")
+    return array
+
+
+def _crop(rgb: np.ndarray, xywh: np.ndarray, input_size: tuple[int, int]) -> tuple[torch.Tensor, Any, Any]:
+    """The ``(3, H, W)`` uint8 crop of one box, as the dataset's evaluation crop, and its centre / scale."""
+    from visattn.data._deps import require_cv2
+
+    cv2 = require_cv2()
+    height, width = input_size
+    center, scale = box_to_center_scale(torch.from_numpy(xywh[None]), width / height)
+    center_np, scale_np = center[0].numpy(), scale[0].numpy()
+    matrix = crop_matrix(center_np, float(scale_np[0]), 0.0, input_size)
+    crop = cv2.warpAffine(
+        rgb, matrix, (width, height), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT
+    )
+    return torch.from_numpy(np.ascontiguousarray(crop.transpose(2, 0, 1))), center_np, scale_np

@@ -22,7 +22,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from visattn._checks import check_choice, check_flag_tensor, check_probability, check_tensor
+from visattn._checks import (
+    check_choice,
+    check_flag_tensor,
+    check_positive_float,
+    check_probability,
+    check_tensor,
+)
 from visattn.visibility import flags_to_visible
 
 __all__ = [
@@ -72,14 +78,36 @@ def _zero_like_graph(*tensors: torch.Tensor) -> torch.Tensor:
     return zero
 
 
-def _axis_kl(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Per-row KL(labels || softmax(logits)) averaged over bins, ``(B, K, n) -> (B, K)``, float32.
+def _axis_kl(
+    logits: torch.Tensor, labels: torch.Tensor, beta: float = 1.0, label_beta: float | None = None
+) -> torch.Tensor:
+    """Per-row KL(t || softmax(beta * logits)) averaged over bins, ``(B, K, n) -> (B, K)``, float32.
 
+    ``t`` is the labels, or ``softmax(label_beta * labels)`` when ``label_beta`` is given.
     ``F.kl_div`` defines ``0 log 0 = 0``.
     """
     p = logits.float()
-    row = F.kl_div(torch.log_softmax(p, dim=-1), labels.float(), reduction="none").sum(dim=-1)  # (B, K)
+    if beta != 1.0:
+        p = p * beta
+    t = labels.float()
+    if label_beta is not None:
+        t = torch.softmax(t * label_beta, dim=-1)
+    row = F.kl_div(torch.log_softmax(p, dim=-1), t, reduction="none").sum(dim=-1)  # (B, K)
     return row / p.shape[-1]
+
+
+def _check_kl_settings(beta: Any, label_softmax: Any, label_beta: Any) -> tuple[float, float | None]:
+    """Validated ``(beta, label_beta)`` of the SimCC KL loss; ``label_beta`` is None without label softmax."""
+    beta = check_positive_float("beta", beta)
+    if not isinstance(label_softmax, bool):
+        raise TypeError(f"label_softmax must be a bool, got {type(label_softmax).__name__} {label_softmax!r}")
+    if label_beta is not None:
+        label_beta = check_positive_float("label_beta", label_beta)
+    if not label_softmax:
+        if label_beta is not None:
+            raise ValueError("label_beta is only used with label_softmax=True")
+        return beta, None
+    return beta, beta if label_beta is None else label_beta
 
 
 def simcc_kl_loss(
@@ -88,6 +116,10 @@ def simcc_kl_loss(
     x_labels: torch.Tensor,
     y_labels: torch.Tensor,
     weights: torch.Tensor,
+    *,
+    beta: float = 1.0,
+    label_softmax: bool = False,
+    label_beta: float | None = None,
 ) -> torch.Tensor:
     """SimCC KL loss exactly as the authors define it (their ``KLDiscretLoss``), vectorised.
 
@@ -97,12 +129,25 @@ def simcc_kl_loss(
     ``mean_{b,k} w_bk (KL_x / Wx + KL_y / Hy)``. Weight-0 keypoints count in the average (they add
     zero). Computed in float32.
 
+    RTMPose's settings (MMPose ``KLDiscretLoss(beta=10., label_softmax=True)``): the logits are
+    multiplied by ``beta`` before the log-softmax, and with ``label_softmax`` the targets become
+    ``softmax(label_beta * t)`` over the bins (``label_beta`` defaults to ``beta``, as in MMPose
+    before 1.3; MMPose 1.3 and later default it to 10 whatever ``beta`` is, which is the same for
+    RTMPose's ``beta=10``). The defaults (``beta=1``, no label softmax) are the authors' loss.
+
+    Reduction relative to MMPose: MMPose sums over batch and keypoints and divides by ``K`` only,
+    so with the same settings ``MMPose = B * simcc_kl_loss`` (``B`` the batch size).
+
     Args:
         x_logits: ``(B, K, Wx)`` predicted horizontal logits.
         y_logits: ``(B, K, Hy)`` predicted vertical logits.
         x_labels: ``(B, K, Wx)`` target labels (see :func:`visattn.codecs.simcc_encode`).
         y_labels: ``(B, K, Hy)`` target labels.
         weights: ``(B, K)`` keypoint weights.
+        beta: temperature multiplying the logits (> 0; RTMPose: 10).
+        label_softmax: replace the targets by ``softmax(label_beta * labels)`` (RTMPose: True).
+        label_beta: temperature of the label softmax (> 0), None for ``beta``; only with
+            ``label_softmax=True``.
 
     Returns:
         float32 scalar; a zero with a graph when ``B = 0`` or ``K = 0``.
@@ -113,7 +158,12 @@ def simcc_kl_loss(
         >>> loss = simcc_kl_loss(x, torch.zeros(2, 3, 4), t, torch.full((2, 3, 4), 0.25), torch.ones(2, 3))
         >>> abs(loss.item()) < 1e-6
         True
+        >>> rtm = simcc_kl_loss(x, torch.zeros(2, 3, 4), t, torch.full((2, 3, 4), 0.25), torch.ones(2, 3),
+        ...                     beta=10.0, label_softmax=True)
+        >>> abs(rtm.item()) < 1e-6  # softmax of constant labels is uniform, like the zero logits
+        True
     """
+    beta, label_beta = _check_kl_settings(beta, label_softmax, label_beta)
     x = check_tensor("x_logits", x_logits, "B K Wx", floating=True)
     b, k, wx = x.shape
     y = check_tensor("y_logits", y_logits, "B K Hy", floating=True, B=b, K=k)
@@ -122,7 +172,7 @@ def simcc_kl_loss(
     w = _weights(weights, b, k)
     if b * k == 0 or wx == 0 or y.shape[-1] == 0:
         return _zero_like_graph(x, y, tx, ty)
-    per_keypoint = _axis_kl(x, tx) + _axis_kl(y, ty)  # (B, K)
+    per_keypoint = _axis_kl(x, tx, beta, label_beta) + _axis_kl(y, ty, beta, label_beta)  # (B, K)
     return (per_keypoint * w).mean()
 
 
@@ -289,13 +339,31 @@ def visibility_ce_loss(vis_logits: torch.Tensor, flags: torch.Tensor) -> torch.T
 class SimCCKLLoss(nn.Module):
     """Module form of :func:`simcc_kl_loss` with the shared pose-loss signature.
 
+    Args:
+        beta: temperature multiplying the logits (RTMPose: 10).
+        label_softmax: use ``softmax(label_beta * labels)`` as targets (RTMPose: True).
+        label_beta: temperature of the label softmax, None for ``beta``.
+
     Example:
         >>> loss = SimCCKLLoss()
         >>> pred = (torch.zeros(2, 3, 8), torch.zeros(2, 3, 4))
         >>> target = (torch.full((2, 3, 8), 1 / 8), torch.full((2, 3, 4), 0.25))
         >>> abs(loss(pred, target, torch.ones(2, 3)).item()) < 1e-6
         True
+        >>> SimCCKLLoss(beta=10.0, label_softmax=True)  # RTMPose's settings
+        SimCCKLLoss(beta=10.0, label_softmax=True, label_beta=10.0)
     """
+
+    def __init__(self, *, beta: float = 1.0, label_softmax: bool = False, label_beta: float | None = None):
+        super().__init__()
+        self.beta, checked = _check_kl_settings(beta, label_softmax, label_beta)
+        self.label_softmax = label_softmax
+        self.label_beta = checked
+
+    def extra_repr(self) -> str:
+        if not self.label_softmax and self.beta == 1.0:
+            return ""
+        return f"beta={self.beta}, label_softmax={self.label_softmax}, label_beta={self.label_beta}"
 
     def forward(
         self,
@@ -310,7 +378,16 @@ class SimCCKLLoss(nn.Module):
                 raise TypeError(
                     f"{name} must be a pair (x, y) of tensors for SimCC, got {type(value).__name__}"
                 )
-        return simcc_kl_loss(pred[0], pred[1], target[0], target[1], weights)
+        return simcc_kl_loss(
+            pred[0],
+            pred[1],
+            target[0],
+            target[1],
+            weights,
+            beta=self.beta,
+            label_softmax=self.label_softmax,
+            label_beta=self.label_beta if self.label_softmax else None,
+        )
 
 
 class HeatmapMSELoss(nn.Module):
@@ -464,7 +541,9 @@ class VisibilityAwareLoss(nn.Module):
         Returns:
             :class:`LossOutput` ``(total, pose, vis)`` of float32 scalars.
         """
-        w = check_tensor("targets.weights", getattr(targets, "weights", None), "B K")
+        first = output[0] if isinstance(output, tuple) and output else None  # every head's (B, K, ...)
+        sizes = first.shape[:2] if isinstance(first, torch.Tensor) and first.dim() >= 2 else (None, None)
+        w = check_tensor("targets.weights", getattr(targets, "weights", None), "B K", B=sizes[0], K=sizes[1])
         check_flag_tensor("flags", flags, "B K", B=w.shape[0], K=w.shape[1])
         weights = None
         if self.pose_keypoints == "visible":

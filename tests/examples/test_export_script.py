@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import math
 import re
-import sys
 from pathlib import Path
 from types import ModuleType
 
@@ -64,7 +63,7 @@ def test_train_then_export_checkpoint_matches_pytorch(
 ) -> None:
     ort = pytest.importorskip("onnxruntime")
     state = torch.load(trained, map_location="cpu", weights_only=False)
-    kwargs = state["model_config"]["reasoner_kwargs"]
+    kwargs = state["model_config"]["visattn"]
     assert (kwargs["norm_first"], kwargs["shared_qkv"], kwargs["masking"]) == (False, True, "both")
     assert state["args"]["vis_loss"] == "ce"
 
@@ -74,9 +73,9 @@ def test_train_then_export_checkpoint_matches_pytorch(
         assert f"output {name}" in proc.stdout
         assert f"onnxruntime vs PyTorch {name}" in proc.stdout
 
-    models = sys.modules["models"]
-    config = models.ModelConfig.from_dict(state["model_config"])
-    model = models.build_model(config)
+    from visattn.models import create_model
+
+    model = create_model(**state["model_config"])
     model.load_state_dict(state["model"])  # strict: the shared Q/K/V layout must match
     model.eval()
     assert model.reasoner.blocks[0].norm_first is False
@@ -102,13 +101,13 @@ def test_authors_config_sets_the_variant(scripts: ModuleType) -> None:
     authors = EXAMPLES / "configs" / "coco_r50_simcc_authors_code.json"
     paper = json.loads(authors.read_text())["_paper"]
     assert (paper["AP"], paper["visible"]["AP"], paper["occluded"]["AP"]) == (73.6, 78.7, 65.5)
-    args = scripts.parse_args(["--config", str(authors), "--synthetic", "8"])
+    args = scripts.parse_flags(["--config", str(authors), "--synthetic", "8"])
     assert (args.post_norm, args.shared_qkv, args.vis_loss, args.schedule) == (True, True, "ce", "cosine")
-    kwargs = scripts.model_config(args).reasoner_kwargs
+    kwargs = scripts.model_config(args)["visattn"]
     assert (kwargs["norm_first"], kwargs["shared_qkv"], kwargs["embed_dim"], kwargs["depth"]) == (
         False, True, 512, 3,
     )  # fmt: skip
-    default = scripts.model_config(scripts.parse_args(["--synthetic", "8"])).reasoner_kwargs
+    default = scripts.model_config(scripts.parse_flags(["--synthetic", "8"]))["visattn"]
     assert (default["norm_first"], default["shared_qkv"]) == (True, False)
 
 
@@ -117,7 +116,7 @@ def test_every_config_parses_and_cites_the_paper(scripts: ModuleType, config: st
     """Each shipped config holds only known flags with valid values and the paper's numbers."""
     path = EXAMPLES / "configs" / config
     assert "_paper" in json.loads(path.read_text()), f"{config} lacks the paper's expected numbers"
-    args = scripts.parse_args(["--config", str(path), "--synthetic", "8"])
+    args = scripts.parse_flags(["--config", str(path), "--synthetic", "8"])
     assert args.keypoints == ("crowdpose" if config.startswith("crowdpose") else "coco")
     assert args.arch == ("hrnet_w32" if "hrnet" in config else "resnet50")
     assert args.reasoner == (
@@ -141,7 +140,7 @@ def test_train_flag_errors(scripts: ModuleType, tmp_path: Path, argv: list[str],
     authors = EXAMPLES / "configs" / "coco_r50_simcc_authors_code.json"
     argv = [a.format(bad=bad, authors=authors) for a in argv]
     with pytest.raises(scripts.CLIError, match=re.escape(needle)):
-        scripts.parse_args([*argv, "--synthetic", "8"])
+        scripts.parse_flags([*argv, "--synthetic", "8"])
 
 
 def test_export_errors_are_one_line_exit_2(trained: Path, tmp_path: Path) -> None:

@@ -79,7 +79,7 @@ def test_train_evaluate_visualize(data: Path, reference: Path, tmp_path: Path) -
     assert (reference / "metrics.csv").read_text().startswith("kind,epoch")
     state = torch.load(reference / "last.pt", map_location="cpu", weights_only=False)
     assert (state["epoch"], state["step"]) == (2, 0)
-    assert state["model_config"]["arch"] == "tiny"
+    assert state["model_config"]["name"] == "tiny"
 
     ann, images = data / "val" / "person_keypoints_val.json", data / "val" / "images"
     metrics_file = tmp_path / "metrics.json"
@@ -193,7 +193,7 @@ def test_user_errors_are_one_line_exit_2(data: Path, reference: Path, tmp_path: 
     # a checkpoint whose config lost the reasoner: every reasoner weight is an unexpected key
     mismatched = tmp_path / "mismatched.pt"
     state = torch.load(reference / "last.pt", map_location="cpu", weights_only=False)
-    state["model_config"] = {**state["model_config"], "reasoner": False, "reasoner_kwargs": {}}
+    state["model_config"] = {**state["model_config"], "visattn": False}
     torch.save(state, mismatched)
     val = ["--ann-file", data / "val" / "person_keypoints_val.json", "--image-dir", data / "val" / "images"]
     cases = [

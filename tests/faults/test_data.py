@@ -20,10 +20,11 @@ import torch
 from torch.utils.data import DataLoader
 
 from tests.helpers import COCO_DIR, require_shared_data
+from visattn.codecs import SimCCTargets
 from visattn.compat import from_official_checkpoint, to_official_checkpoint
 from visattn.data import AugmentConfig, ImageReadError, TopDownCocoDataset
-from visattn.heads import SimCCHead
-from visattn.losses import SimCCKLLoss, VisibilityAwareLoss
+from visattn.heads import SimCCHead, SimCCOutput
+from visattn.losses import VisibilityAwareLoss
 from visattn.metrics import PoseEvaluator, coco_keypoint_ap
 from visattn.reasoner import VisibilityMaskedReasoner
 
@@ -416,15 +417,20 @@ def test_unparsable_results_and_annotation_files_are_named(tmp_path: Path) -> No
 
 def test_loss_names_the_weights_when_they_disagree_with_the_prediction() -> None:
     """B and K come from the prediction: wrong weights are named, not the (correct) flags."""
-    loss = VisibilityAwareLoss(SimCCKLLoss())
+    loss = VisibilityAwareLoss(SimCCHead(8, (3, 4)))
     x, y = torch.zeros(2, K, 8), torch.zeros(2, K, 6)
+    out = SimCCOutput(x, y, None, None)
     flags = torch.full((2, K), 2)
-    with pytest.raises(ValueError, match=r"^weights .*B=2"):
-        loss((x, y), (x.softmax(-1), y.softmax(-1)), torch.ones(3, K), flags)
-    with pytest.raises(ValueError, match=r"^weights .*K=17"):
-        loss((x, y), (x.softmax(-1), y.softmax(-1)), torch.ones(2, K - 1), flags[:, :-1])
+
+    def targets(weights: torch.Tensor) -> SimCCTargets:
+        return SimCCTargets(x.softmax(-1), y.softmax(-1), weights)
+
+    with pytest.raises(ValueError, match=r"^targets.weights .*B=2"):
+        loss(out, targets(torch.ones(3, K)), flags)
+    with pytest.raises(ValueError, match=r"^targets.weights .*K=17"):
+        loss(out, targets(torch.ones(2, K - 1)), flags[:, :-1])
     with pytest.raises(ValueError, match=r"^flags "):
-        loss((x, y), (x.softmax(-1), y.softmax(-1)), torch.ones(2, K), flags[:1])
+        loss(out, targets(torch.ones(2, K)), flags[:1])
 
 
 def test_truncated_official_checkpoint_names_its_path(tmp_path: Path) -> None:

@@ -120,7 +120,7 @@ def test_malicious_checkpoint_runs_nothing_in_any_script(data: Path, tmp_path: P
 def test_checkpoints_load_with_weights_only_and_get_the_umask(run1: Path) -> None:
     for name in ("last.pt", "best.pt"):
         state = torch.load(run1 / name, map_location="cpu", weights_only=True)
-        assert state["model_config"]["arch"] == "tiny"
+        assert state["model_config"]["name"] == "tiny"
         assert stat.S_IMODE((run1 / name).stat().st_mode) == 0o644, name  # 0o666 & ~0o022, not 0o600
     state = torch.load(run1 / "last.pt", map_location="cpu", weights_only=True)
     assert isinstance(state["args"], dict)
@@ -317,7 +317,7 @@ def test_train_numeric_flags_are_checked(
         config.write_text(json.dumps({key: json.loads(value)}))
         argv = ["--config", str(config)]
     with pytest.raises(scripts.CLIError) as info:
-        scripts.parse_args([*argv, "--synthetic", "8"])
+        scripts.parse_flags([*argv, "--synthetic", "8"])
     assert needle in str(info.value)
     if argv[0] == "--config" and "list of" not in needle:
         assert str(tmp_path / "config.json") in str(info.value)

@@ -78,7 +78,13 @@ def heatmap_encode(
     The weight is 1.0 iff the keypoint is labelled (``v`` in {1, 2}) and its 3-sigma window overlaps
     the heatmap on both axes: ``[mu_x - 3 sigma, mu_x + 3 sigma]`` intersects ``[0, Wf - 1]`` and
     ``[mu_y - 3 sigma, mu_y + 3 sigma]`` intersects ``[0, Hf - 1]``. Otherwise the weight is 0.0 and
-    the heatmap is all zero.
+    the heatmap is all zero. (MMPose's ``MSRAHeatmap`` and SimpleBaseline round the centre to a cell
+    first and keep a slightly wider band, ``-8.5 < mu < Wf + 5.5`` at sigma 2; the Differences page
+    of the documentation compares the rules.)
+
+    The targets equal MMPose's ``MSRAHeatmap(unbiased=True)`` (sub-pixel, whole map) to float
+    rounding; its default ``unbiased=False`` rounds the centre to a cell and cuts the Gaussian at the
+    3-sigma window.
 
     Args:
         keypoints: ``(B, K, 2)`` or ``(K, 2)`` ``(x, y)`` in input-crop pixels (floating).
@@ -151,20 +157,31 @@ def heatmap_decode(
 
     * ``"quarter"`` (SimpleBaseline): for the argmax cell ``(i, j)`` the column moves by
       ``0.25 * sign(h[i, j+1] - h[i, j-1])`` when both neighbours exist (``0 < j < Wf - 1``), the row
-      likewise. (SimpleBaseline writes the condition as ``1 < j < Wf - 1``, skipping the shift at
-      ``j = 1``; here every cell with two neighbours is shifted.) An interior keypoint of a clean
-      Gaussian comes back within ``0.25`` cells per axis, one whose nearest cell is on the border
-      within ``0.5`` cells.
-    * ``"dark"`` (distribution-aware decoding, Zhang et al., CVPR 2020, as MMPose's ``MSRAHeatmap``
+      likewise, each axis on its own: columns ``0`` and ``Wf - 1`` (rows ``0`` and ``Hf - 1``) are
+      never shifted, column ``1`` and ``Wf - 2`` are. Other code is stricter at the border:
+      SimpleBaseline shifts both axes only when ``1 < j < Wf - 1`` **and** ``1 < i < Hf - 1``, and
+      MMPose's ``refine_keypoints`` shifts the column when ``1 < j < Wf - 1`` and ``i > 0``, the row
+      when ``1 < i < Hf - 1`` and ``j > 0``; so an argmax in column or row 1 decodes 0.25 cells
+      apart from theirs (the rest agrees). An interior keypoint of a clean Gaussian comes back within
+      ``0.25`` cells per axis, one whose nearest cell is on the border within ``0.5`` cells.
+    * ``"dark"`` (distribution-aware decoding, Zhang et al., CVPR 2020, MMPose's ``MSRAHeatmap``
       with ``unbiased=True``): the map is smoothed by a Gaussian of ``blur_kernel_size`` (OpenCV's
       sigma rule ``0.3 ((k - 1) / 2 - 1) + 0.8``; ``0`` or ``1``: no smoothing), its logarithm is
       expanded to second order at the argmax (central differences on an edge-padded map) and the
       argmax moves by ``-H^-1 g`` (no move where the Hessian is singular). A clean sub-pixel
-      Gaussian decodes to within about 1e-3 cells.
+      Gaussian decodes to within about 1e-3 cells. Away from the border this is MMPose's result to
+      float rounding; near it the two differ: the smoothing here reflects the map at its border where
+      MMPose pads it with zeros, and MMPose leaves an argmax within two cells of the border unrefined
+      (``1 < j < Wf - 2``, ``1 < i < Hf - 2``) where this function uses the edge-padded map.
 
     Then ``x = j' * W / Wf`` and ``y = i' * H / Hf``. Ties pick the first cell in row-major order.
     Scores are the maximum heatmap values (not probabilities). Computed in float32 (DARK's smoothing and
     Taylor step in float64).
+
+    A map whose maximum is ``<= 0`` (an empty or negative prediction) decodes like any other: its
+    argmax cell, refined, with that maximum as the score. MMPose's ``get_heatmap_maximum`` returns the
+    location ``-1`` there and SimpleBaseline ``(0, 0)``; their scores are the same maximum, so
+    ``keypoints[scores <= 0] = -1`` gives MMPose's marker if a pipeline expects it.
 
     Args:
         heatmaps: ``(B, K, Hf, Wf)`` or ``(K, Hf, Wf)``.
@@ -278,8 +295,9 @@ def heatmap_flip_back(
     Flips the width axis (column ``j`` <- column ``Wf - 1 - j``) and permutes keypoints by
     ``flip_index`` (``out[:, k] = in[:, flip_index[k]]``).
 
-    ``shift=True`` reproduces SimpleBaseline's flip test: the flipped-back maps move **one column
-    toward larger x** (``out[..., j] = out[..., j - 1]`` for ``j >= 1``; column 0 keeps its value).
+    ``shift=True`` reproduces SimpleBaseline's flip test (and MMPose's ``flip_heatmaps`` with
+    ``shift_heatmap=True``): the flipped-back maps move **one column toward larger x**
+    (``out[..., j] = out[..., j - 1]`` for ``j >= 1``; column 0 keeps its value).
     The image flip maps crop ``x`` to ``W - 1 - x``; with stride ``s = W / Wf`` reversing the columns
     lands at ``mu - 1 + 1 / s``, i.e. 0.75 cells too far left at stride 4. (The SimCC flip shift goes
     the other way because there a bin is finer than a pixel.)

@@ -119,6 +119,13 @@ def simcc_encode(
     overlap the crop on both axes, i.e. ``[mu_x - 3 sigma_x, mu_x + 3 sigma_x]`` intersects
     ``[0, Wx - 1]`` and ``[mu_y - 3 sigma_y, mu_y + 3 sigma_y]`` intersects ``[0, Hy - 1]``
     (touching the end counts as overlap). Otherwise the weight is 0.0 and both label rows are zero.
+    This band differs slightly from MMPose's ``SimCCLabel`` (centre rounded to a bin, band
+    ``-3 sigma - 1 <= round(mu) < Wx + 3 sigma``) and from the authors' code (which measures the
+    3-sigma window of ``sigma`` bins in crop pixels, a band twice as wide at split ratio 2); the
+    Differences page of the documentation compares the three rules.
+
+    MMPose's ``SimCCLabel(smoothing_type="gaussian")`` rounds ``mu`` to the nearest bin; the labels
+    here are the authors' sub-pixel ones and equal MMPose's only where ``x * r`` is a whole bin.
 
     Args:
         keypoints: ``(B, K, 2)`` or ``(K, 2)`` ``(x, y)`` in input-crop pixels (floating). Unlabelled
@@ -209,6 +216,12 @@ def simcc_decode(
     float32 (``exp(max - logsumexp)``), so bf16/fp16 logits are fine. Ties in argmax pick the first
     bin.
 
+    Locations are MMPose's ``get_simcc_maximum`` (argmax / split ratio) and scores its
+    ``apply_softmax=True`` values. MMPose's default scores are the raw ``min(max x, max y)`` logits,
+    and it marks a keypoint whose raw score is ``<= 0`` with the location ``-1``; on logits that
+    threshold has no meaning (a shift of all logits moves it, not the distribution) and a probability
+    is never ``<= 0``, so the argmax is always returned here.
+
     Args:
         x_logits: ``(B, K, Wx)`` or ``(K, Wx)`` horizontal logits.
         y_logits: ``(B, K, Hy)`` or ``(K, Hy)`` vertical logits.
@@ -252,8 +265,8 @@ def simcc_flip_back(
     (``out[:, k] = in[:, flip_index[k]]``, e.g. :attr:`visattn.keypoints.KeypointInfo.flip_index`); y
     logits are only permuted.
 
-    ``shift=True`` reproduces the authors' flip test: the flipped-back x logits move **one bin toward
-    bin 0** (``out[..., i] = out[..., i + 1]`` for ``i < Wx - 1``; the last bin keeps its value). The
+    ``shift=False`` is MMPose's ``flip_vectors`` (its SimCC flip test has no shift). ``shift=True``
+    reproduces the authors' flip test: the flipped-back x logits move **one bin toward bin 0** (``out[..., i] = out[..., i + 1]`` for ``i < Wx - 1``; the last bin keeps its value). The
     image flip maps crop ``x`` to ``W - 1 - x``, i.e. bin coordinate ``x r`` to ``Wx - r - x r``, and
     reversing the bins puts it back at ``x r + (r - 1)``: with ``r = 2`` that is exactly one bin too
     far right.

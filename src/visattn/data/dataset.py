@@ -34,6 +34,7 @@ from visattn._checks import check_choice, check_size_pair
 from visattn._json import read_json
 from visattn.data._augment import AugmentConfig, draw_augment, half_body_box
 from visattn.data._deps import require_cv2
+from visattn.data._warp import crop_matrix
 from visattn.data.occlusion import RandomOcclusion
 from visattn.data.transforms import box_to_center_scale
 from visattn.keypoints import KeypointInfo, get_keypoint_info
@@ -128,19 +129,6 @@ def _normalize_into(out: torch.Tensor, images: torch.Tensor | Sequence[torch.Ten
         if not isinstance(chunk, torch.Tensor):
             chunk = chunk[0].unsqueeze(0) if len(chunk) == 1 else torch.stack(list(chunk))
         out[i : i + step].copy_(chunk).mul_(mul).add_(add)
-
-
-def _affine_matrix(center: np.ndarray, scale_w: float, rotation: float, size: tuple[int, int]) -> np.ndarray:
-    """The ``(2, 3)`` image -> crop matrix of :func:`visattn.data.transforms.get_affine_matrix`."""
-    out_h, out_w = size
-    s = out_w / scale_w
-    theta = math.radians(rotation)
-    c, sn = math.cos(theta) * s, math.sin(theta) * s
-    cx, cy = float(center[0]), float(center[1])
-    return np.array(
-        [[c, sn, out_w * 0.5 - (c * cx + sn * cy)], [-sn, c, out_h * 0.5 - (-sn * cx + c * cy)]],
-        dtype=np.float64,
-    )
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -390,11 +378,12 @@ class TopDownCocoDataset(Dataset[dict[str, torch.Tensor]]):
       :class:`~visattn.codecs.SimCCTargets`; the DataLoader's default collation batches it field by
       field), only with a codec (or a head: ``codec=model.head``);
     - meta: ``image_id``, ``ann_id`` (-1 for detections), ``index`` (the sample's index in the dataset:
-      unique per instance, also for detections), ``center (2,)``, ``scale (2,)`` (crop size
-      ``(w, h)`` in image px), ``bbox (4,)`` the person box ``(x, y, w, h)`` in image px, as annotated (or
-      detected) and clipped to the image (the box the crop is made from; the PCK scale), ``rotation ()`` degrees, ``flipped ()`` bool (``center`` is then in the
-      mirrored image, ``x' = w_img - 1 - x``), ``bbox_score ()``, ``area ()``, ``replaced ()`` bool
-      (True when this index's image was unreadable and ``on_error="skip"`` substituted another sample).
+      unique per instance, also for detections), ``center (2,)``, ``scale (2,)`` (crop size ``(w, h)``
+      in image px), ``bbox (4,)`` (the person box ``(x, y, w, h)`` in image px, as annotated or
+      detected and clipped to the image: the box the crop is made from, and the PCK scale),
+      ``rotation ()`` degrees, ``flipped ()`` bool (``center`` is then in the mirrored image,
+      ``x' = w_img - 1 - x``), ``bbox_score ()``, ``area ()``, ``replaced ()`` bool (True when this
+      index's image was unreadable and ``on_error="skip"`` substituted another sample).
 
     Map predictions back with :func:`visattn.data.transforms.crop_to_image`.
 
@@ -744,7 +733,7 @@ class TopDownCocoDataset(Dataset[dict[str, torch.Tensor]]):
                     center, scale = half
             scale = scale * draw.scale
             rotation = draw.rotation
-        matrix = _affine_matrix(center, float(scale[0]), rotation, self.input_size)
+        matrix = crop_matrix(center, float(scale[0]), rotation, self.input_size)
         warp = matrix
         if flipped:  # fold the mirror x -> w - 1 - x into the warp: one resampling of the image
             warp = matrix.copy()

@@ -10,7 +10,8 @@ box score, ground-truth keypoints, boxes and flags (for PCK) and VisNet logits (
   ``crowdpose=True`` the unsuffixed keys are the CrowdPose protocol's ``AP, AP50, AP75, AR, AR50,
   AR75, AP_easy, AP_medium, AP_hard`` (:func:`~visattn.metrics.crowdpose_ap`) and the suffixed subset
   keys use ``use_area=False`` (0.53 * box area as scale, as CrowdPose files have no area).
-- ``PCK_all, PCK_visible, PCK_occluded`` when ``gt_keypoints``, ``boxes`` and ``flags`` are given.
+- ``PCK_all, PCK_visible, PCK_occluded`` when ``gt_keypoints``, ``boxes`` and ``flags`` are given
+  (pooled over keypoints, or MMPose's mean per keypoint type with ``pck_mode="per_keypoint"``).
 - ``vis_accuracy, vis_precision, vis_recall, vis_f1, vis_visible_share`` (over all keypoints, ``v = 0``
   counted as occluded, the paper's convention) and ``vis_balanced_accuracy, vis_roc_auc,
   vis_occluded_ap, vis_occluded_precision, vis_occluded_recall, vis_majority_accuracy`` (over the
@@ -43,7 +44,7 @@ from visattn.keypoints import KeypointInfo, get_keypoint_info
 from visattn.metrics._coco_files import AnnotationSource, infer_keypoint_info, load_annotations
 from visattn.metrics.coco import coco_keypoint_ap, keypoint_oks
 from visattn.metrics.crowdpose import crowdpose_ap
-from visattn.metrics.pck import pck_by_subset
+from visattn.metrics.pck import check_pck_mode, pck_by_subset
 from visattn.metrics.visibility import visibility_metrics, visibility_ranking_metrics
 
 __all__ = ["PoseEvaluator", "instance_scores", "oks_nms"]
@@ -187,6 +188,8 @@ class PoseEvaluator:
         keypoint_info: keypoint set (name or :class:`~visattn.keypoints.KeypointInfo`): K and OKS sigmas.
         crowdpose: report the CrowdPose protocol (AP_easy/medium/hard) instead of COCO's.
         pck_alpha: PCK threshold as a fraction of ``max(box w, h)``.
+        pck_mode: ``"pooled"`` (all counted keypoints together) or ``"per_keypoint"`` (MMPose's mean
+            of the per-keypoint accuracies); see :func:`~visattn.metrics.pck`.
         vis_threshold: probability threshold of the visibility prediction.
         kpt_score_threshold: keypoint score threshold of the instance rescoring.
         nms_threshold: OKS threshold of per-image OKS-NMS on the COCO results, None (default) for no NMS.
@@ -209,6 +212,7 @@ class PoseEvaluator:
         keypoint_info: str | KeypointInfo = "coco",
         crowdpose: bool = False,
         pck_alpha: float = 0.05,
+        pck_mode: str = "pooled",
         vis_threshold: float = 0.5,
         kpt_score_threshold: float = 0.2,
         nms_threshold: float | None = None,
@@ -216,6 +220,7 @@ class PoseEvaluator:
         self.keypoint_info = get_keypoint_info(keypoint_info)
         self.crowdpose = bool(crowdpose)
         self.pck_alpha = check_positive_float("pck_alpha", pck_alpha)
+        self.pck_mode = check_pck_mode("pck_mode", pck_mode)
         self.vis_threshold = check_probability("vis_threshold", vis_threshold, low_open=True, high_open=True)
         self.kpt_score_threshold = check_probability(
             "kpt_score_threshold", kpt_score_threshold, high_open=True
@@ -501,6 +506,7 @@ class PoseEvaluator:
                     torch.from_numpy(state["flags"]).to(torch.int64),
                     torch.from_numpy(state["boxes"]),
                     alpha=self.pck_alpha,
+                    mode=self.pck_mode,
                 )
             )
         if "vis_logits" in state:
