@@ -225,9 +225,9 @@ def parse_args(
     """Parse ``argv`` with defaults from a JSON ``--config FILE`` (flags override it), all values checked.
 
     A parser without a ``--config`` flag only gets the range checks. Config keys are flag names
-    (argparse dests); each value is checked like a command-line value: booleans for switches, ``choices``, and :class:`Bound` ranges
-    (flags whose ``type`` is a :class:`Bound`, and ``bounds``; reported as the config key when the bad
-    value came from the file).
+    (argparse dests); each value is checked like a command-line value: booleans for switches,
+    ``choices``, lists for ``nargs`` flags, and :class:`Bound` ranges (flags whose ``type`` is a
+    :class:`Bound`, and ``bounds``; reported as the config key when the bad value came from the file).
     """
     pre, _ = parser.parse_known_args(argv)
     config_file = getattr(pre, "config", None)
