@@ -15,6 +15,7 @@ A block that takes more than a few seconds (an ONNX export, say) carries the cla
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import shutil
@@ -121,6 +122,20 @@ def run_block(block: CodeBlock, python: str | Path, workdir: Path) -> subprocess
         timeout=BLOCK_TIMEOUT_S,
         check=False,
     )
+
+
+def test_readme_predictor_block_runs_on_the_real_coco_sample(tmp_path: Path) -> None:
+    """The README's "Predict in ten lines" (not run by the generic block test: it reads ../shared)."""
+    from tests.helpers import require_shared_data
+
+    require_shared_data()
+    block = next(b for b in python_blocks(REPO_ROOT / "README.md") if "TopDownPredictor" in b.source)
+    block = dataclasses.replace(
+        block, source=block.source.replace('"../shared/', f'"{REPO_ROOT.parent}/shared/')
+    )
+    result = run_block(block, sys.executable, tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count("(17, 2) (17,) (17,)") == 2, result.stdout
 
 
 def test_docs_have_runnable_blocks() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.metadata
 import importlib.util
 import json
@@ -16,6 +17,7 @@ from pathlib import Path
 import pytest
 
 import visattn
+from tests.helpers import SHARED_DATA
 from tests.test_docs import REPO_ROOT, python_blocks, run_block
 
 # Third-party modules that `import visattn` must never load (optional extras or unrelated stacks).
@@ -227,6 +229,20 @@ def test_wheel_installs_in_fresh_venv_and_runs_readme(tmp_path: Path) -> None:
     assert Path(location).is_relative_to(venv), location
     assert installed_version == visattn.__version__
 
-    block = python_blocks(REPO_ROOT / "README.md")[0]
-    result = run_block(block, python, workdir)
+    blocks = python_blocks(REPO_ROOT / "README.md")
+    quick_start = next(b for b in blocks if not b.notest)  # torch + visattn only
+    result = run_block(quick_start, python, workdir)
     assert result.returncode == 0, f"README block failed in the fresh venv\n{result.stdout}\n{result.stderr}"
+
+    # "Predict in ten lines" with the data extra, on the real COCO sample next to the checkout
+    predict = next(b for b in blocks if "TopDownPredictor" in b.source)
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"real sample data not found at {SHARED_DATA}: the predictor block needs its image")
+    _run(
+        [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check", f"{wheel}[data]"],
+        timeout=900,
+    )
+    source = predict.source.replace('"../shared/', f'"{SHARED_DATA.parents[1]}/')
+    result = run_block(dataclasses.replace(predict, source=source), python, workdir)
+    assert result.returncode == 0, f"README predictor block failed\n{result.stdout}\n{result.stderr}"
+    assert result.stdout.count("(17, 2) (17,) (17,)") == 2, result.stdout
