@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import importlib.util
+import sys
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 import torch
@@ -32,3 +35,16 @@ def require_shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"real sample data not found at {SHARED_DATA}")
     return SHARED_DATA
+
+
+def load_docs_tool(name: str) -> ModuleType:
+    """Import the script ``docs/tools/<name>.py`` (not a package) as the module ``docs_tools_<name>``."""
+    spec = importlib.util.spec_from_file_location(
+        f"docs_tools_{name}", REPO_ROOT / "docs" / "tools" / f"{name}.py"
+    )
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # registered first: dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
