@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 TORCH_PIN ?= torch==2.14.1 torchvision==0.29.1
 DEMO_ARGS ?=
 
-.PHONY: demo test lint typecheck docs wheel clean
+.PHONY: demo test lint typecheck docs docs-screenshots wheel clean
 
 $(BIN)/.stamp-dev: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,14 +25,14 @@ demo: $(BIN)/.stamp-dev
 	$(BIN)/python examples/demo.py $(DEMO_ARGS)
 
 test: $(BIN)/.stamp-dev
-	$(BIN)/ruff check src tests examples benchmarks
-	$(BIN)/ruff format --check src tests examples benchmarks
+	$(BIN)/ruff check src tests examples benchmarks docs/tools
+	$(BIN)/ruff format --check src tests examples benchmarks docs/tools
 	$(BIN)/mypy
 	$(BIN)/python -m pytest -n 2 --dist loadgroup
 
 lint: $(BIN)/.stamp-dev
-	$(BIN)/ruff check src tests examples benchmarks
-	$(BIN)/ruff format --check src tests examples benchmarks
+	$(BIN)/ruff check src tests examples benchmarks docs/tools
+	$(BIN)/ruff format --check src tests examples benchmarks docs/tools
 
 typecheck: $(BIN)/.stamp-dev
 	$(BIN)/mypy
@@ -40,8 +40,12 @@ typecheck: $(BIN)/.stamp-dev
 docs: $(BIN)/.stamp-dev
 	$(BIN)/mkdocs build --strict
 
+# Needs Debian's chromium (apt-get install chromium); PNGs of the main pages into docs_shots/.
+docs-screenshots: docs
+	$(BIN)/python docs/tools/screenshot.py site docs_shots
+
 wheel: $(BIN)/.stamp-dev
 	$(BIN)/python -m build
 
 clean:
-	rm -rf $(VENV) build dist site .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) build dist site docs_shots .pytest_cache .mypy_cache .ruff_cache

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import importlib.util
+import sys
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 import torch
@@ -41,3 +44,16 @@ def flat_fields(sample: dict) -> dict[str, torch.Tensor]:
         assert hasattr(sample["targets"], "_fields"), "targets must be the codec's NamedTuple"
         out |= {f"targets.{name}": value for name, value in sample["targets"]._asdict().items()}
     return out
+
+
+def load_docs_tool(name: str) -> ModuleType:
+    """Import the script ``docs/tools/<name>.py`` (not a package) as the module ``docs_tools_<name>``."""
+    spec = importlib.util.spec_from_file_location(
+        f"docs_tools_{name}", REPO_ROOT / "docs" / "tools" / f"{name}.py"
+    )
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # registered first: dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module

@@ -11,16 +11,16 @@ The backbone (``model_state_dict``) is not converted.
 
 Key mapping (authors' -> visattn, ``i`` the block index):
 
-=================================================  =============================================
-``embedding_layer.embed.0.{weight,bias}``          ``reasoner.embed.{weight,bias}``
-``layers.i.attention.{query,key,value}_matrix``    ``reasoner.blocks.i.attn.qkv.weight`` (stacked)
-``layers.i.attention.out.{weight,bias}``           ``reasoner.blocks.i.attn.proj.{weight,bias}``
-``layers.i.norm{1,2}.{weight,bias}``               ``reasoner.blocks.i.norm{1,2}.{weight,bias}``
-``layers.i.feed_forward.{0,2}.{weight,bias}``      ``reasoner.blocks.i.mlp.{0,2}.{weight,bias}``
-``fc.{weight,bias}``                               ``reasoner.proj.{weight,bias}``
-``conv{j+1}.weight [out, in, 1]``, ``.bias``       ``reasoner.visnet.layers.j.{weight,bias}``
-``mlp_head_x.weight``, ``mlp_head_y.weight``       ``head.x_head.weight``, ``head.y_head.weight``
-=================================================  =============================================
+| authors' key | visattn key |
+|---|---|
+| ``embedding_layer.embed.0.{weight,bias}`` | ``reasoner.embed.{weight,bias}`` |
+| ``layers.i.attention.{query,key,value}_matrix`` | ``reasoner.blocks.i.attn.qkv.weight`` (stacked) |
+| ``layers.i.attention.out.{weight,bias}`` | ``reasoner.blocks.i.attn.proj.{weight,bias}`` |
+| ``layers.i.norm{1,2}.{weight,bias}`` | ``reasoner.blocks.i.norm{1,2}.{weight,bias}`` |
+| ``layers.i.feed_forward.{0,2}.{weight,bias}`` | ``reasoner.blocks.i.mlp.{0,2}.{weight,bias}`` |
+| ``fc.{weight,bias}`` | ``reasoner.proj.{weight,bias}`` |
+| ``conv{j+1}.weight [out, in, 1]``, ``.bias`` | ``reasoner.visnet.layers.j.{weight,bias}`` |
+| ``mlp_head_x.weight``, ``mlp_head_y.weight`` | ``head.x_head.weight``, ``head.y_head.weight`` |
 """
 
 from __future__ import annotations
@@ -200,7 +200,7 @@ def _shared_keys(depth: int) -> list[tuple[str, str]]:
 
 
 def to_official_checkpoint(
-    reasoner: VisibilityMaskedReasoner, head: SimCCHead, *, prefix: str = _PREFIX
+    reasoner: VisibilityMaskedReasoner, head: SimCCHead, *, prefix: str = "module."
 ) -> dict[str, StateDict]:
     """State dicts in the authors' layout (inverse of :func:`from_official_checkpoint`).
 
