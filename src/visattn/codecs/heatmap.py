@@ -161,18 +161,22 @@ def heatmap_decode(
       never shifted, column ``1`` and ``Wf - 2`` are. Other code is stricter at the border:
       SimpleBaseline shifts both axes only when ``1 < j < Wf - 1`` **and** ``1 < i < Hf - 1``, and
       MMPose's ``refine_keypoints`` shifts the column when ``1 < j < Wf - 1`` and ``i > 0``, the row
-      when ``1 < i < Hf - 1`` and ``j > 0``; so an argmax in column or row 1 decodes 0.25 cells
-      apart from theirs (the rest agrees). An interior keypoint of a clean Gaussian comes back within
-      ``0.25`` cells per axis, one whose nearest cell is on the border within ``0.5`` cells.
+      when ``1 < i < Hf - 1`` and ``j > 0``; so an argmax in row or column 0 or 1 may decode 0.25
+      cells apart from theirs, elsewhere they agree. An interior keypoint of a clean Gaussian comes
+      back within ``0.25`` cells per axis, one whose nearest cell is on the border within ``0.5``
+      cells.
     * ``"dark"`` (distribution-aware decoding, Zhang et al., CVPR 2020, MMPose's ``MSRAHeatmap``
       with ``unbiased=True``): the map is smoothed by a Gaussian of ``blur_kernel_size`` (OpenCV's
       sigma rule ``0.3 ((k - 1) / 2 - 1) + 0.8``; ``0`` or ``1``: no smoothing), its logarithm is
       expanded to second order at the argmax (central differences on an edge-padded map) and the
       argmax moves by ``-H^-1 g`` (no move where the Hessian is singular). A clean sub-pixel
-      Gaussian decodes to within about 1e-3 cells. Away from the border this is MMPose's result to
-      float rounding; near it the two differ: the smoothing here reflects the map at its border where
-      MMPose pads it with zeros, and MMPose leaves an argmax within two cells of the border unrefined
-      (``1 < j < Wf - 2``, ``1 < i < Hf - 2``) where this function uses the edge-padded map.
+      Gaussian whose argmax is at least ``k // 2 + 2`` cells (7 for ``k = 11``) from the border
+      decodes to within about 1e-3 cells, and there this is MMPose's result to float rounding.
+      Nearer the border the two differ: the smoothing here reflects the map at its border (OpenCV's
+      default) where MMPose pads it with zeros, and MMPose leaves an argmax within two cells of the
+      border unrefined (``1 < j < Wf - 2``, ``1 < i < Hf - 2``) where this function uses the
+      edge-padded map. The reflected mass pulls a peak near the border toward it (by up to about
+      1.5 cells within two cells of the border, about 0.7 cells at three or four).
 
     Then ``x = j' * W / Wf`` and ``y = i' * H / Hf``. Ties pick the first cell in row-major order.
     Scores are the maximum heatmap values (not probabilities). Computed in float32 (DARK's smoothing and

@@ -218,9 +218,9 @@ def simcc_decode(
 
     Locations are MMPose's ``get_simcc_maximum`` (argmax / split ratio) and scores its
     ``apply_softmax=True`` values. MMPose's default scores are the raw ``min(max x, max y)`` logits,
-    and it marks a keypoint whose raw score is ``<= 0`` with the location ``-1``; on logits that
-    threshold has no meaning (a shift of all logits moves it, not the distribution) and a probability
-    is never ``<= 0``, so the argmax is always returned here.
+    and it marks a keypoint whose raw score is ``<= 0`` with the location ``-1``. On logits that
+    threshold means nothing (adding a constant to every logit crosses it without changing the
+    distribution) and a probability is never ``<= 0``, so the argmax is always returned here.
 
     Args:
         x_logits: ``(B, K, Wx)`` or ``(K, Wx)`` horizontal logits.
@@ -266,8 +266,9 @@ def simcc_flip_back(
     logits are only permuted.
 
     ``shift=False`` is MMPose's ``flip_vectors`` (its SimCC flip test has no shift). ``shift=True``
-    reproduces the authors' flip test: the flipped-back x logits move **one bin toward bin 0** (``out[..., i] = out[..., i + 1]`` for ``i < Wx - 1``; the last bin keeps its value). The
-    image flip maps crop ``x`` to ``W - 1 - x``, i.e. bin coordinate ``x r`` to ``Wx - r - x r``, and
+    reproduces the authors' flip test: the flipped-back x logits move **one bin toward bin 0**
+    (``out[..., i] = out[..., i + 1]`` for ``i < Wx - 1``; the last bin keeps its value). The image
+    flip maps crop ``x`` to ``W - 1 - x``, i.e. bin coordinate ``x r`` to ``Wx - r - x r``, and
     reversing the bins puts it back at ``x r + (r - 1)``: with ``r = 2`` that is exactly one bin too
     far right.
 

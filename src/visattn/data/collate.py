@@ -24,27 +24,12 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import numpy as np
 import torch
-from torch.utils.data import default_collate, get_worker_info
+from torch.utils.data import default_collate
 
-from visattn.data.dataset import KeypointCodec, _normalize_into
+from visattn.data.dataset import KeypointCodec, normalize_images
 
 __all__ = ["TopDownCollate"]
-
-
-def _empty_float_batch(shape: tuple[int, ...]) -> torch.Tensor:
-    """An uninitialised float32 CPU tensor for the normalised image batch.
-
-    In a DataLoader worker it lives in shared memory (as in ``default_collate``), so sending the batch
-    to the main process does not copy it again. In the main process it comes from ``numpy.empty``:
-    numpy asks Linux for transparent huge pages on large buffers, which makes the first touch of a
-    ~38 MB batch (64 x 3 x 256 x 192 float32) several times cheaper than 4 KiB page faults.
-    """
-    if get_worker_info() is None:
-        return torch.from_numpy(np.empty(shape, dtype=np.float32))
-    out: torch.Tensor = torch.empty(shape, dtype=torch.float32).share_memory_()
-    return out
 
 
 class TopDownCollate:
@@ -122,9 +107,9 @@ class TopDownCollate:
         stacked: dict[str, Any] = default_collate(rest)
         batch: dict[str, Any] = {}
         if convert:
-            tensors = [im for im in images if isinstance(im, torch.Tensor)]
-            batch["image"] = _empty_float_batch((len(tensors), *tensors[0].shape))
-            _normalize_into(batch["image"], tensors)  # (B, 3, H, W)
+            batch["image"] = normalize_images(
+                torch.stack([im for im in images if isinstance(im, torch.Tensor)])
+            )
         batch.update(stacked)
         if self.codec is not None:
             _encode_batch(self.codec, batch)
