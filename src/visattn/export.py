@@ -46,6 +46,7 @@ from torch import nn
 
 from visattn._checks import check_positive_int, check_size_pair, check_tensor
 from visattn.adapters import HeatmapAdapter, SimCCAdapter, eval_mode, factory_kwargs
+from visattn.heads import PoseHead
 
 __all__ = ["DeploymentModel", "export_onnx", "export_program"]
 
@@ -91,8 +92,11 @@ class DeploymentModel(nn.Module):
         input_size: tuple[int, int] | None = None,
     ) -> None:
         super().__init__()
-        if not isinstance(model, (SimCCAdapter, HeatmapAdapter)):
-            raise TypeError(f"model must be a SimCCAdapter or a HeatmapAdapter, got {type(model).__name__}")
+        if not isinstance(getattr(model, "head", None), PoseHead) or not hasattr(model, "reasoner"):
+            raise TypeError(
+                "model must be a SimCCAdapter or a HeatmapAdapter (a module with a PoseHead head and a "
+                f"reasoner attribute), got {type(model).__name__}"
+            )
         if not isinstance(decode, bool):
             raise TypeError(f"decode must be a bool, got {type(decode).__name__} {decode!r}")
         if model.reasoner is not None and model.reasoner.mask_source == "ground_truth":

@@ -161,8 +161,9 @@ def heatmap_decode(
       never shifted, column ``1`` and ``Wf - 2`` are. Other code is stricter at the border:
       SimpleBaseline shifts both axes only when ``1 < j < Wf - 1`` **and** ``1 < i < Hf - 1``, and
       MMPose's ``refine_keypoints`` shifts the column when ``1 < j < Wf - 1`` and ``i > 0``, the row
-      when ``1 < i < Hf - 1`` and ``j > 0``; so an argmax in row or column 0 or 1 may decode 0.25
-      cells apart from theirs, elsewhere they agree. An interior keypoint of a clean Gaussian comes
+      when ``1 < i < Hf - 1`` and ``j > 0``; so an argmax in row or column 0 or 1 (for
+      SimpleBaseline also the last row or column) may decode 0.25 cells apart from theirs,
+      elsewhere they agree. An interior keypoint of a clean Gaussian comes
       back within ``0.25`` cells per axis, one whose nearest cell is on the border within ``0.5``
       cells.
     * ``"dark"`` (distribution-aware decoding, Zhang et al., CVPR 2020, MMPose's ``MSRAHeatmap``
