@@ -534,3 +534,128 @@ def test_mse_target_gradient():
     expected = torch.autograd.grad(TorchLoopMSE()(pred, target, w), (pred, target))
     assert_close(got[0], expected[0])
     assert_close(got[1], expected[1])
+
+
+# ------------------------------------------------------------------------------------------------
+# RTMPose's KL settings and the reductions relative to MMPose
+
+
+def oracle_kl_rtm(x, y, tx, ty, w, beta, label_beta):
+    """Loop form of the tempered loss: log_softmax(beta * p), targets softmax(label_beta * t) or t.
+
+    Returns ``(visattn, mmpose)``: visattn's mean over batch and keypoints, and MMPose's reduction (sum
+    over batch and keypoints of the bin-averaged KL times the weight, x plus y, divided by K).
+    """
+    batch, num = len(w), len(w[0])
+
+    def softmax(values, scale):
+        m = max(v * scale for v in values)
+        e = [math.exp(v * scale - m) for v in values]
+        s = sum(e)
+        return [v / s for v in e]
+
+    def row_kl(logits, labels):
+        q = softmax(logits, beta)
+        t = labels if label_beta is None else softmax(labels, label_beta)
+        return sum(ti * (math.log(ti) - math.log(qi)) for ti, qi in zip(t, q) if ti != 0) / len(logits)
+
+    total = 0.0
+    for b in range(batch):
+        for k in range(num):
+            total += w[b][k] * (row_kl(x[b][k], tx[b][k]) + row_kl(y[b][k], ty[b][k]))
+    return total / (batch * num), total / num
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "label_beta"),
+    [
+        ({}, None),
+        ({"beta": 10.0}, None),
+        ({"beta": 10.0, "label_softmax": True}, 10.0),  # RTMPose
+        ({"beta": 2.0, "label_softmax": True}, 2.0),  # label_beta follows beta
+        ({"beta": 2.0, "label_softmax": True, "label_beta": 10.0}, 10.0),  # MMPose >= 1.3 default
+    ],
+)
+def test_kl_temperature_and_label_softmax_match_loop(kwargs, label_beta):
+    x, y, tx, ty, w = simcc_inputs()
+    beta = kwargs.get("beta", 1.0)
+    ours, mmpose = oracle_kl_rtm(
+        x.tolist(), y.tolist(), tx.tolist(), ty.tolist(), w.tolist(), beta, label_beta
+    )
+    loss = simcc_kl_loss(x, y, tx, ty, w, **kwargs)
+    assert loss.item() == pytest.approx(ours, rel=1e-5, abs=1e-7)
+    # the documented factor: MMPose's KLDiscretLoss = B * visattn
+    assert B * loss.item() == pytest.approx(mmpose, rel=1e-5, abs=1e-7)
+    assert torch.equal(SimCCKLLoss(**kwargs)((x, y), (tx, ty), w), loss)
+    gx, gy = torch.autograd.grad(loss, (x, y))
+    assert torch.isfinite(gx).all()
+    assert torch.isfinite(gy).all()
+
+
+def test_kl_defaults_reproduce_the_untempered_loss_bit_for_bit():
+    x, y, tx, ty, w = simcc_inputs()
+    plain = simcc_kl_loss(x, y, tx, ty, w)
+    assert torch.equal(simcc_kl_loss(x, y, tx, ty, w, beta=1.0, label_softmax=False), plain)
+    assert torch.equal(simcc_kl_loss(x, y, tx, ty, w, beta=1), plain)
+    assert abs(plain.item() - oracle_kl(x.tolist(), y.tolist(), tx.tolist(), ty.tolist(), w.tolist())) < 1e-5
+
+
+def test_kl_temperature_changes_the_loss_and_has_correct_gradients():
+    x, y, tx, ty, w = simcc_inputs()
+    assert simcc_kl_loss(x, y, tx, ty, w, beta=10.0).item() != pytest.approx(
+        simcc_kl_loss(x, y, tx, ty, w).item()
+    )
+    x64 = torch.randn(2, 2, 5, dtype=torch.float64, requires_grad=True)
+    y64 = torch.randn(2, 2, 4, dtype=torch.float64, requires_grad=True)
+    tx64 = torch.softmax(torch.randn(2, 2, 5, dtype=torch.float64), dim=-1)
+    ty64 = torch.softmax(torch.randn(2, 2, 4, dtype=torch.float64), dim=-1)
+    w64 = torch.tensor([[1.0, 0.0], [1.0, 1.0]], dtype=torch.float64)
+    assert torch.autograd.gradcheck(
+        lambda a, b: simcc_kl_loss(a, b, tx64, ty64, w64, beta=3.0, label_softmax=True).double(),
+        (x64, y64),
+        eps=1e-3,
+        atol=1e-3,
+    )
+
+
+def test_kl_module_settings_and_repr():
+    assert repr(SimCCKLLoss()) == "SimCCKLLoss()"
+    rtm = SimCCKLLoss(beta=10.0, label_softmax=True)
+    assert (rtm.beta, rtm.label_softmax, rtm.label_beta) == (10.0, True, 10.0)
+    assert repr(rtm) == "SimCCKLLoss(beta=10.0, label_softmax=True, label_beta=10.0)"
+    assert SimCCKLLoss(beta=10.0, label_softmax=True, label_beta=5.0).label_beta == 5.0
+    assert SimCCKLLoss(beta=2.0).label_beta is None
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "exc", "match"),
+    [
+        ({"beta": 0.0}, ValueError, "beta must be a finite number > 0"),
+        ({"beta": "10"}, TypeError, "beta must be a positive number"),
+        ({"beta": True}, TypeError, "beta must be a positive number"),
+        ({"label_softmax": 1}, TypeError, "label_softmax must be a bool"),
+        ({"label_beta": 10.0}, ValueError, "label_beta is only used with label_softmax=True"),
+        ({"label_softmax": True, "label_beta": -1.0}, ValueError, "label_beta must be a finite number > 0"),
+    ],
+)
+def test_kl_rejects_bad_settings(kwargs, exc, match):
+    x, y, tx, ty, w = simcc_inputs()
+    with pytest.raises(exc, match=match):
+        simcc_kl_loss(x, y, tx, ty, w, **kwargs)
+    with pytest.raises(exc, match=match):
+        SimCCKLLoss(**kwargs)
+
+
+def test_mse_is_half_of_mmpose_keypoint_mse_for_binary_weights():
+    pred = torch.randn(B, K, HF, WF)
+    target = torch.rand(B, K, HF, WF)
+    w = torch.tensor([[1.0, 0.0, 1.0, 1.0], [0.0, 1.0, 1.0, 1.0], [1.0, 1.0, 0.0, 1.0]])
+    # MMPose KeypointMSELoss(use_target_weight=True): mean over B, K, Hf, Wf of w * (pred - target)^2
+    total = 0.0
+    for b in range(B):
+        for k in range(K):
+            for i in range(HF):
+                for j in range(WF):
+                    total += float(w[b, k]) * float(pred[b, k, i, j] - target[b, k, i, j]) ** 2
+    mmpose = total / (B * K * HF * WF)
+    assert 2 * heatmap_mse_loss(pred, target, w).item() == pytest.approx(mmpose, rel=1e-5)

@@ -159,3 +159,21 @@ def test_geometry_validation_names_the_argument() -> None:
         flip_keypoints(kp, flags, torch.tensor([10.0, 12.0, 14.0]), [0, 2, 1])
     with pytest.raises(TypeError, match="image_width"):
         flip_keypoints(kp, flags, "10", [0, 2, 1])  # type: ignore[arg-type]
+
+
+def test_half_body_lower_half_uses_the_sets_lower_body() -> None:
+    """A whole-body set's face and hands are neither half: the lower crop spans the legs only."""
+    import numpy as np
+
+    from visattn.data import AugmentConfig
+    from visattn.data._augment import half_body_box
+
+    keypoints = np.array([[0, 0], [2, 0], [4, 0], [10, 50], [12, 60], [14, 70], [100, 100]], dtype=float)
+    flags = np.full(7, 2)
+    upper = np.array([1, 1, 1, 0, 0, 0, 0], dtype=bool)
+    lower = np.array([0, 0, 0, 1, 1, 1, 0], dtype=bool)  # keypoint 6: a hand, in neither half
+    config = AugmentConfig(half_body_min_keypoints=3)
+    centre, _ = half_body_box(keypoints, flags, upper, False, config, 0.75, lower)
+    assert centre.tolist() == [12.0, 60.0]  # the mean of the three leg keypoints
+    centre, _ = half_body_box(keypoints, flags, upper, False, config, 0.75)  # complement of upper
+    assert centre.tolist() == pytest.approx([34.0, 70.0])  # the hand pulls it when it counts as lower

@@ -95,11 +95,15 @@ def half_body_box(
     prefer_upper: bool,
     config: AugmentConfig,
     aspect_ratio: float,
+    lower_mask: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray] | None:
     """Centre and scale of a half-body crop, or None when the rule does not apply (MMPose 1.x).
 
     Args:
         keypoints: ``(K, 2)`` image px; flags: ``(K,)`` COCO flags; upper_mask: ``(K,)`` bool.
+        lower_mask: ``(K,)`` bool lower-body keypoints (:attr:`visattn.keypoints.KeypointInfo.lower_body`);
+            ``None``: every keypoint that is not upper body. Keypoints in neither (a whole-body set's
+            face and hands) are in no half.
 
     Example:
         >>> kp = np.stack([np.arange(10.0), np.arange(10.0) * 2], 1)
@@ -111,7 +115,7 @@ def half_body_box(
     if int(labelled.sum()) < config.half_body_min_keypoints:
         return None
     upper = labelled & upper_mask
-    lower = labelled & ~upper_mask
+    lower = labelled & (~upper_mask if lower_mask is None else lower_mask)
     ok_upper, ok_lower = int(upper.sum()) >= 2, int(lower.sum()) >= 3
     if not (ok_upper or ok_lower):
         return None

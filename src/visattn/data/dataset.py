@@ -478,6 +478,10 @@ class TopDownCocoDataset(Dataset[dict[str, torch.Tensor]]):
         self._flip_index = np.asarray(self.keypoint_info.flip_index, dtype=np.int64)
         self._upper = np.zeros(k, dtype=bool)
         self._upper[list(self.keypoint_info.upper_body)] = True
+        self._lower: np.ndarray | None = None  # the complement of the upper body unless the set names it
+        if self.keypoint_info.lower_body:
+            self._lower = np.zeros(k, dtype=bool)
+            self._lower[list(self.keypoint_info.lower_body)] = True
         self._load(float(det_score_threshold))
 
         h, w = self.input_size
@@ -703,7 +707,7 @@ class TopDownCocoDataset(Dataset[dict[str, torch.Tensor]]):
                 center = np.array([img_w - 1 - center[0], center[1]])
             if draw.half_body:
                 half = half_body_box(
-                    keypoints, flags, self._upper, draw.prefer_upper, self.augment, out_w / out_h
+                    keypoints, flags, self._upper, draw.prefer_upper, self.augment, out_w / out_h, self._lower
                 )
                 if half is not None:
                     center, scale = half
