@@ -572,7 +572,7 @@ def oks_pck_rows(mm: types.SimpleNamespace, rng: np.random.Generator) -> list[Ro
     g = np.concatenate([gt, np.full((K, 1), 2.0)], 1).reshape(-1)
     d = np.concatenate([det, np.full((40, K, 1), 2.0)], 2).reshape(40, -1)
     theirs = mm.nms.oks_iou(g, d, a_g, a_d, sigmas=sigmas)
-    ours = keypoint_oks(_t(det), _t(np.broadcast_to(gt, det.shape)), _t((a_g + a_d) / 2), sigmas=sigmas)
+    ours = keypoint_oks(_t(det), _t(np.broadcast_to(gt, det.shape)), _t((a_g + a_d) / 2), sigmas=_t(sigmas))
     rows.append(
         _row("OKS vs oks_iou", _max(ours.numpy() - theirs), VALUE_TOL, "area = mean of the two areas")
     )

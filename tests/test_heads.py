@@ -196,7 +196,7 @@ def test_heatmap_head_default_crop_is_stride_4() -> None:
 
 
 def _dark_oracle(heatmap: np.ndarray, kernel: int) -> tuple[float, float]:
-    """DARK by hand for one (Hf, Wf) map: blur, log, Taylor step at the argmax (edge-clamped neighbours)."""
+    """DARK by hand for one (Hf, Wf) map: zero-padded blur, log, Taylor step at an interior argmax."""
     hm_h, hm_w = heatmap.shape
     h = heatmap.astype(np.float64)
     if kernel > 1:
@@ -205,19 +205,17 @@ def _dark_oracle(heatmap: np.ndarray, kernel: int) -> tuple[float, float]:
         taps = [t / sum(taps) for t in taps]
         pad = kernel // 2
 
-        def reflect(i: int, n: int) -> int:  # OpenCV's BORDER_REFLECT_101
-            while i < 0 or i >= n:
-                i = -i if i < 0 else 2 * (n - 1) - i
-            return i
+        def value(i: int, j: int) -> float:  # zero outside the map (MMPose's padding)
+            return float(h[i, j]) if 0 <= i < hm_h and 0 <= j < hm_w else 0.0
 
-        rows = np.zeros_like(h)
-        for i in range(hm_h):
+        rows = np.zeros((hm_h + 2 * pad, hm_w))
+        for i in range(-pad, hm_h + pad):
             for j in range(hm_w):
-                rows[i, j] = sum(taps[t] * h[i, reflect(j + t - pad, hm_w)] for t in range(kernel))
+                rows[i + pad, j] = sum(taps[t] * value(i, j + t - pad) for t in range(kernel))
         blurred = np.zeros_like(h)
         for i in range(hm_h):
             for j in range(hm_w):
-                blurred[i, j] = sum(taps[t] * rows[reflect(i + t - pad, hm_h), j] for t in range(kernel))
+                blurred[i, j] = sum(taps[t] * rows[i + t, j] for t in range(kernel))
         h = blurred
     i0, j0 = np.unravel_index(int(np.argmax(heatmap)), heatmap.shape)
     log = np.log(np.maximum(h, 1e-10))
@@ -230,8 +228,8 @@ def _dark_oracle(heatmap: np.ndarray, kernel: int) -> tuple[float, float]:
     hyy = 0.25 * (at(2, 0) - 2 * at(0, 0) + at(-2, 0))
     hxy = 0.25 * (at(1, 1) - at(-1, 1) - at(1, -1) + at(-1, -1))
     hessian = np.array([[hxx, hxy], [hxy, hyy]])
-    if np.linalg.det(hessian) == 0:
-        return float(j0), float(i0)
+    if np.linalg.det(hessian) == 0 or not (1 < j0 < hm_w - 2 and 1 < i0 < hm_h - 2):
+        return float(j0), float(i0)  # MMPose leaves the border (and a flat peak) unrefined
     dx, dy = -np.linalg.solve(hessian, np.array([gx, gy]))
     return float(j0 + dx), float(i0 + dy)
 

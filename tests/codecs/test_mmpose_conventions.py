@@ -135,48 +135,38 @@ def authors_simcc_keep(x_px: float, size_px: int, sigma_bins: float) -> bool:
     return not (int(x_px - 3 * sigma_bins) >= size_px or int(x_px + 3 * sigma_bins + 1) < 0)
 
 
-# x in crop pixels -> (visattn, MMPose SimCCLabel, authors) for a 256x192 crop, split 2, sigma 6 bins
-SIMCC_TABLE = {
-    -12.0: (0, 0, 1),
-    -9.5: (0, 1, 1),
-    -9.0: (1, 1, 1),
-    200.5: (1, 1, 1),
-    200.6: (0, 1, 1),
-    205.0: (0, 0, 1),
-    212.0: (0, 0, 0),
-}
-# x in crop pixels -> (visattn, MMPose MSRAHeatmap = SimpleBaseline, MMPose unbiased) for 192 px wide
-# crops, 48-cell heatmaps (stride 4), sigma 2
-HEATMAP_TABLE = {
-    -34.0: (0, 0, 0),
-    -30.0: (0, 1, 0),
-    -26.0: (0, 1, 1),
-    -24.0: (1, 1, 1),
-    212.0: (1, 1, 1),
-    213.0: (0, 1, 1),
-    214.0: (0, 0, 1),
-    216.0: (0, 0, 0),
+# The worked example of docs/differences.md: x in crop pixels of a 256x192 crop ->
+# (SimCC split 2, sigma 6 bins: visattn, MMPose SimCCLabel, authors;
+#  heatmap 64x48 (stride 4), sigma 2: visattn, MMPose MSRAHeatmap = SimpleBaseline, MMPose unbiased)
+WEIGHT_TABLE = {
+    -34.0: (0, 0, 0, 0, 0, 0),
+    -30.0: (0, 0, 0, 0, 1, 0),
+    -26.0: (0, 0, 0, 0, 1, 1),
+    -12.0: (0, 0, 1, 1, 1, 1),
+    -9.5: (0, 1, 1, 1, 1, 1),
+    -9.0: (1, 1, 1, 1, 1, 1),
+    200.6: (0, 1, 1, 1, 1, 1),
+    205.0: (0, 0, 1, 1, 1, 1),
+    212.0: (0, 0, 0, 1, 1, 1),
+    213.0: (0, 0, 0, 0, 1, 1),
+    214.0: (0, 0, 0, 0, 0, 1),
+    216.0: (0, 0, 0, 0, 0, 0),
 }
 
 
-def test_simcc_weight_band_worked_example() -> None:
-    xs = torch.tensor(list(SIMCC_TABLE), dtype=torch.float64)
+def test_weight_bands_worked_example() -> None:
+    xs = torch.tensor(list(WEIGHT_TABLE), dtype=torch.float64)
     kp = torch.stack((xs, torch.full_like(xs, 128.0)), dim=-1)
-    weights = simcc_encode(kp, torch.full((len(xs),), 2), (256, 192), split_ratio=2.0, sigma=6.0).weights
-    for (x, (ours, mmpose, authors)), w in zip(SIMCC_TABLE.items(), weights.tolist()):
-        assert w == ours, x
+    flags = torch.full((len(xs),), 2)
+    simcc = simcc_encode(kp, flags, (256, 192), split_ratio=2.0, sigma=6.0).weights.tolist()
+    heat = heatmap_encode(kp, flags, (256, 192), (64, 48), sigma=2.0).weights.tolist()
+    for (x, row), ws, wh in zip(WEIGHT_TABLE.items(), simcc, heat):
+        ours, mmpose, authors, ours_hm, msra, unbiased = row
+        assert (ws, wh) == (ours, ours_hm), x
         assert visattn_keep(2 * x, 384, 6.0) == bool(ours), x
         assert simcc_label_keep(2 * x, 384, 6.0) == bool(mmpose), x
         assert authors_simcc_keep(x, 192, 6.0) == bool(authors), x
-
-
-def test_heatmap_weight_band_worked_example() -> None:
-    xs = torch.tensor(list(HEATMAP_TABLE), dtype=torch.float64)
-    kp = torch.stack((xs, torch.full_like(xs, 128.0)), dim=-1)
-    weights = heatmap_encode(kp, torch.full((len(xs),), 2), (256, 192), (64, 48), sigma=2.0).weights
-    for (x, (ours, msra, unbiased)), w in zip(HEATMAP_TABLE.items(), weights.tolist()):
-        assert w == ours, x
-        assert visattn_keep(x / 4, 48, 2.0) == bool(ours), x
+        assert visattn_keep(x / 4, 48, 2.0) == bool(ours_hm), x
         assert msra_keep(x / 4, 48, 2.0) == bool(msra), x
         assert unbiased_keep(x / 4, 48, 2.0) == bool(unbiased), x
 

@@ -169,15 +169,12 @@ def heatmap_decode(
     * ``"dark"`` (distribution-aware decoding, Zhang et al., CVPR 2020, MMPose's ``MSRAHeatmap``
       with ``unbiased=True``): the map is smoothed by a Gaussian of ``blur_kernel_size`` (OpenCV's
       sigma rule ``0.3 ((k - 1) / 2 - 1) + 0.8``; ``0`` or ``1``: no smoothing), its logarithm is
-      expanded to second order at the argmax (central differences on an edge-padded map) and the
-      argmax moves by ``-H^-1 g`` (no move where the Hessian is singular). A clean sub-pixel
-      Gaussian whose argmax is at least ``k // 2 + 2`` cells (7 for ``k = 11``) from the border
-      decodes to within about 1e-3 cells, and there this is MMPose's result to float rounding.
-      Nearer the border the two differ: the smoothing here reflects the map at its border (OpenCV's
-      default) where MMPose pads it with zeros, and MMPose leaves an argmax within two cells of the
-      border unrefined (``1 < j < Wf - 2``, ``1 < i < Hf - 2``) where this function uses the
-      edge-padded map. The reflected mass pulls a peak near the border toward it (by up to about
-      1.5 cells within two cells of the border, about 0.7 cells at three or four).
+      expanded to second order at the argmax (central differences) and the argmax moves by
+      ``-H^-1 g``, as MMPose does it: the smoothing pads the map with zeros, and an argmax within two
+      cells of the border (outside ``1 < j < Wf - 2``, ``1 < i < Hf - 2``) or with a singular Hessian
+      is not moved. A clean sub-pixel Gaussian decodes to about 1e-3 px at 256 x 192 (64 x 48 maps,
+      sigma 2) once its argmax is 7 cells from the border, to a few hundredths of a pixel at 4 to 7
+      cells, and within 0.5 cells at the border.
 
     Then ``x = j' * W / Wf`` and ``y = i' * H / Hf``. Ties pick the first cell in row-major order.
     Scores are the maximum heatmap values (not probabilities). Computed in float32 (DARK's smoothing and
@@ -247,15 +244,14 @@ def _check_blur_kernel(size: object) -> int:
 
 
 def _gaussian_blur(hm: torch.Tensor, kernel_size: int) -> torch.Tensor:
-    """Separable Gaussian smoothing of ``(B, K, Hf, Wf)`` maps, reflected borders (OpenCV's default)."""
+    """Separable Gaussian smoothing of ``(B, K, Hf, Wf)`` maps, zero-padded (MMPose's ``gaussian_blur``)."""
     b, k, hm_h, hm_w = hm.shape
     sigma = 0.3 * ((kernel_size - 1) * 0.5 - 1) + 0.8
     taps = torch.arange(kernel_size, dtype=hm.dtype, device=hm.device) - kernel_size // 2
     weights = torch.exp(-(taps**2) / (2 * sigma**2))
     weights = weights / weights.sum()  # (k,)
     pad = kernel_size // 2
-    mode = "reflect" if pad < min(hm_h, hm_w) else "replicate"
-    x = torch.nn.functional.pad(hm.reshape(b * k, 1, hm_h, hm_w), (pad, pad, pad, pad), mode=mode)
+    x = torch.nn.functional.pad(hm.reshape(b * k, 1, hm_h, hm_w), (pad, pad, pad, pad))  # zeros, as MMPose
     x = torch.nn.functional.conv2d(x, weights.view(1, 1, 1, -1))  # (B*K, 1, Hf + 2 pad, Wf)
     x = torch.nn.functional.conv2d(x, weights.view(1, 1, -1, 1))  # (B*K, 1, Hf, Wf)
     return x.reshape(b, k, hm_h, hm_w)
@@ -285,7 +281,8 @@ def _dark_offsets(
     hyy = 0.25 * (at(2, 0) - 2 * centre + at(-2, 0))
     hxy = 0.25 * (at(1, 1) - at(-1, 1) - at(1, -1) + at(-1, -1))
     det = hxx * hyy - hxy * hxy
-    ok = det != 0
+    inside = (col > 1) & (col < hm_w - 2) & (row > 1) & (row < hm_h - 2)  # MMPose refines only there
+    ok = (det != 0) & inside
     safe = torch.where(ok, det, torch.ones_like(det))
     dx = torch.where(ok, -(hyy * gx - hxy * gy) / safe, torch.zeros_like(det))
     dy = torch.where(ok, -(hxx * gy - hxy * gx) / safe, torch.zeros_like(det))
