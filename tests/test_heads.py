@@ -260,3 +260,15 @@ def test_dark_recovers_sub_pixel_gaussians_where_the_quarter_rule_is_off_by_a_pi
     assert (exact - keypoints).abs().max().item() < 1e-3  # crop pixels: log of a Gaussian is quadratic
     assert (dark - keypoints).abs().median().item() < 2e-3  # MMPose's default 11x11 smoothing
     assert (quarter - keypoints).abs().median().item() > 0.3  # the quarter rule: up to 1 px
+
+
+def test_simcc_head_loss_carries_rtmpose_kl_settings() -> None:
+    head = SimCCHead(48, (16, 12), sigma=2.0, beta=10.0, label_softmax=True)
+    out = _simcc_output(2, 2)
+    targets = head.encode(torch.tensor([[[3.0, 5.0], [11.0, 15.0]]] * 2), torch.tensor([[2, 1], [2, 0]]))
+    x, y, tx, ty, w = out.x_logits, out.y_logits, *targets
+    want = simcc_kl_loss(x, y, tx, ty, w, beta=10.0, label_softmax=True)
+    assert_close(head.loss(out, targets), want)
+    assert not torch.allclose(want, simcc_kl_loss(x, y, tx, ty, w))
+    with pytest.raises((TypeError, ValueError), match="beta"):
+        SimCCHead(48, (16, 12), beta=-1.0)

@@ -118,6 +118,9 @@ class SimCCHead(nn.Module):
         normalize: divide the targets by ``sigma * sqrt(2 pi)`` (the authors' targets).
         bias: add a bias to both classifiers. The authors' code uses no bias after the reasoner and a
             bias in the plain SimCC baseline.
+        beta: logit temperature of the KL loss (RTMPose: 10; see :func:`visattn.losses.simcc_kl_loss`).
+        label_softmax: softmax the targets in the KL loss (RTMPose: True).
+        label_beta: temperature of that softmax (``None``: ``beta``).
         device: device of the parameters.
         dtype: dtype of the parameters.
 
@@ -152,11 +155,21 @@ class SimCCHead(nn.Module):
         sigma: float | tuple[float, float] = 6.0,
         normalize: bool = True,
         bias: bool = True,
+        beta: float = 1.0,
+        label_softmax: bool = False,
+        label_beta: float | None = None,
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
         self.in_dim = check_positive_int("in_dim", in_dim)
+        self.kl_settings: dict[str, Any] = {
+            "beta": beta,
+            "label_softmax": label_softmax,
+            "label_beta": label_beta,
+        }
+        one = torch.zeros(1, 1, 1)
+        simcc_kl_loss(one, one, one, one, torch.ones(1, 1), **self.kl_settings)  # checks the settings
         self.input_size = check_size_pair("input_size", input_size)
         self.split_ratio = check_positive_float("split_ratio", split_ratio)
         if not isinstance(bias, bool):
@@ -203,7 +216,8 @@ class SimCCHead(nn.Module):
     ) -> torch.Tensor:
         """SimCC KL loss (:func:`visattn.losses.simcc_kl_loss`) with ``targets.weights`` or ``weights``."""
         w = targets.weights if weights is None else weights
-        return simcc_kl_loss(output.x_logits, output.y_logits, targets.x_labels, targets.y_labels, w)
+        x, y = output.x_logits, output.y_logits
+        return simcc_kl_loss(x, y, targets.x_labels, targets.y_labels, w, **self.kl_settings)
 
     def extra_repr(self) -> str:
         return (
