@@ -1,7 +1,7 @@
 """Export a pose model with the visattn reasoner to ONNX, optionally decoding keypoints inside the graph.
 
 With ``--checkpoint`` a ``last.pt`` / ``best.pt`` written by ``examples/train.py`` is exported: the model
-is rebuilt from the config stored in the checkpoint (``models.build_model``, so ``--post-norm``,
+is rebuilt from the config stored in the checkpoint (``visattn.models.create_model``, so ``--post-norm``,
 ``--shared-qkv``, ``--masking``, ... of the training run are kept) and its weights are loaded. A plain
 ``state_dict`` of the built-in demo adapter (below) is accepted too.
 
