@@ -269,7 +269,6 @@ def test_mkdocs_build_strict(site: Path) -> None:
 
 @pytest.mark.slow
 @pytest.mark.xdist_group("site")
-@pytest.mark.xfail(strict=True, reason="roles are converted by docs/tools/convert_roles.py")
 def test_site_has_no_literal_roles(site: Path) -> None:
     found = {page: _LITERAL_ROLE.findall(text) for page, text in site_pages(site).items()}
     found = {page: len(roles) for page, roles in found.items() if roles}

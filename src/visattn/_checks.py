@@ -94,7 +94,7 @@ def check_flag_tensor(name: str, value: Any, spec: str = "B K", **sizes: int | N
 
     For forward passes and losses: reading the values would be a device synchronisation on every call.
     The values are checked where flags enter the package (datasets, codecs, metrics:
-    :func:`check_flags`). A bool tensor is refused: it cannot tell ``v = 0`` from ``v = 1``, and one
+    `check_flags`). A bool tensor is refused: it cannot tell ``v = 0`` from ``v = 1``, and one
     type at the boundary keeps callers from mixing the two conventions.
 
     Example:

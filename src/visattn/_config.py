@@ -27,7 +27,7 @@ def use_fused_attn() -> bool:
     """Whether newly constructed modules use the fused attention path.
 
     Defaults to ``True``; the environment variable ``VISATTN_FUSED_ATTN`` (``1`` fused, ``0``
-    reference) sets it at import time and :func:`set_fused_attn` changes it afterwards.
+    reference) sets it at import time and [`set_fused_attn`][visattn.set_fused_attn] changes it afterwards.
 
     Example:
         >>> isinstance(use_fused_attn(), bool)

@@ -2,18 +2,20 @@
 
 Two routes, as in the paper:
 
-- :class:`SimCCAdapter` wraps a *backbone* that maps an image crop to a feature map ``(B, C, Hf, Wf)``.
-  A final convolution gives one map per keypoint ``(B, K, Hf, Wf)``, flattened to keypoint tokens
-  ``(B, K, D)`` with ``D = Hf * Wf``; the reasoner refines the tokens and a :class:`~visattn.heads.SimCCHead`
-  classifies x and y coordinates. With ``reasoner=None`` it is the plain SimCC baseline.
-- :class:`HeatmapAdapter` wraps a complete heatmap *pose model* ``(B, 3, H, W) -> (B, K, Hf, Wf)``;
-  the heatmaps are flattened to tokens, refined and reshaped back by a :class:`~visattn.heads.HeatmapHead`.
+- [`SimCCAdapter`][visattn.adapters.SimCCAdapter] wraps a *backbone* that maps an image crop to a feature map
+  ``(B, C, Hf, Wf)``. A final convolution gives one map per keypoint ``(B, K, Hf, Wf)``, flattened to keypoint
+  tokens ``(B, K, D)`` with ``D = Hf * Wf``; the reasoner refines the tokens and a
+  [`SimCCHead`][visattn.heads.SimCCHead] classifies x and y coordinates. With ``reasoner=None`` it is the
+  plain SimCC baseline.
+- [`HeatmapAdapter`][visattn.adapters.HeatmapAdapter] wraps a complete heatmap *pose model*
+  ``(B, 3, H, W) -> (B, K, Hf, Wf)``; the heatmaps are flattened to tokens, refined and reshaped back by a
+  [`HeatmapHead`][visattn.heads.HeatmapHead].
 
 The reasoner is injected as a factory (``reasoner=partial(VisibilityMaskedReasoner, embed_dim=256)``),
 called as ``reasoner(D, K, feature_channels=C, device=..., dtype=...)``; ``None`` leaves it out. Each
 adapter's ``head`` owns the head kind's conventions (targets, decoding, flip test, pose loss; see
-:class:`visattn.heads.PoseHead`), so training and prediction code holds ``model.head`` and never asks
-which kind of model it has.
+[`visattn.heads.PoseHead`][visattn.heads.PoseHead]), so training and prediction code holds ``model.head`` and
+never asks which kind of model it has.
 
 Model output conventions (both adapters): the wrapped model may return a tensor, or a list/tuple/dict of
 tensors together with ``feature_index`` naming the one to use (a position, or a key of the dict). A
@@ -219,7 +221,7 @@ class SimCCAdapter(nn.Module):
         heatmap_size: ``(Hf, Wf)`` to skip the probe run (the backbone output is still checked in
             ``forward``).
         feature_index: which element of a list/tuple/dict backbone output to use (see
-            :func:`select_feature_map`).
+            [`select_feature_map`][visattn.adapters.select_feature_map]).
         reasoner: factory of the reasoner, called as ``reasoner(D, K, feature_channels=C, device=...,
             dtype=...)`` (VisNet pools the backbone's ``C``-channel features at each keypoint unless the
             factory sets ``visnet_evidence="token"``, the paper's token-only VisNet); ``None`` gives the
@@ -230,8 +232,8 @@ class SimCCAdapter(nn.Module):
     Attributes:
         backbone: the wrapped backbone.
         final_layer: ``Conv2d(C, K)`` producing one map per keypoint.
-        reasoner: the :class:`~visattn.reasoner.VisibilityMaskedReasoner`, or ``None``.
-        head: the :class:`~visattn.heads.SimCCHead` (targets, decoding, flip test, loss).
+        reasoner: the [`VisibilityMaskedReasoner`][visattn.reasoner.VisibilityMaskedReasoner], or ``None``.
+        head: the [`SimCCHead`][visattn.heads.SimCCHead] (targets, decoding, flip test, loss).
         num_keypoints: K.
         input_size: ``(H, W)`` of the input crops.
         heatmap_size: ``(Hf, Wf)`` of the keypoint maps.
@@ -337,7 +339,7 @@ class SimCCAdapter(nn.Module):
             return_attn: also return every block's attention maps ``(B, Hh, K, K)``.
 
         Returns:
-            :class:`~visattn.reasoner.ReasonerOutput`.
+            [`ReasonerOutput`][visattn.reasoner.ReasonerOutput].
 
         Raises:
             ValueError: the adapter has no reasoner.
@@ -359,7 +361,7 @@ class SimCCAdapter(nn.Module):
                 without a reasoner.
 
         Returns:
-            :class:`~visattn.heads.SimCCOutput` ``(x_logits (B, K, Wx), y_logits (B, K, Hy),
+            [`SimCCOutput`][visattn.heads.SimCCOutput] ``(x_logits (B, K, Wx), y_logits (B, K, Hy),
             vis_logits (B, K) | None, mask (B, K) | None)``.
         """
         feature, tokens = self._features_and_tokens(images)
@@ -388,15 +390,15 @@ class HeatmapAdapter(nn.Module):
             have this size, and decoded keypoints are in its pixels.
         sigma: heatmap target standard deviation in cells.
         refinement: sub-pixel refinement of the decoding, ``"quarter"`` or ``"dark"``
-            (:class:`~visattn.heads.HeatmapHead`).
+            ([`HeatmapHead`][visattn.heads.HeatmapHead]).
         feature_index: which element of a list/tuple/dict model output to use.
         reasoner: factory of the reasoner (called as ``reasoner(D, K, feature_channels=0, device=...,
             dtype=...)``), or ``None`` to pass the heatmaps through.
 
     Attributes:
         pose_model: the wrapped heatmap model.
-        reasoner: the :class:`~visattn.reasoner.VisibilityMaskedReasoner`, or ``None``.
-        head: the :class:`~visattn.heads.HeatmapHead` (targets, decoding, flip test, loss).
+        reasoner: the [`VisibilityMaskedReasoner`][visattn.reasoner.VisibilityMaskedReasoner], or ``None``.
+        head: the [`HeatmapHead`][visattn.heads.HeatmapHead] (targets, decoding, flip test, loss).
         num_keypoints: K.
         input_size: ``(H, W)``.
         heatmap_size: ``(Hf, Wf)`` of the heatmaps.
@@ -455,8 +457,9 @@ class HeatmapAdapter(nn.Module):
     def reason(
         self, images: torch.Tensor, flags: torch.Tensor | None = None, *, return_attn: bool = False
     ) -> ReasonerOutput:
-        """The reasoner's whole output for a batch (see :meth:`SimCCAdapter.reason`); tokens are the
-        flattened heatmaps ``(B, K, Hf * Wf)``.
+        """The reasoner's whole output for a batch (see
+        [`SimCCAdapter.reason`][visattn.adapters.SimCCAdapter.reason]); tokens are the flattened heatmaps
+        ``(B, K, Hf * Wf)``.
 
         Raises:
             ValueError: the adapter has no reasoner.
@@ -476,8 +479,8 @@ class HeatmapAdapter(nn.Module):
                 ground-truth mask source; shape-checked but unused without a reasoner.
 
         Returns:
-            :class:`~visattn.heads.HeatmapOutput` ``(heatmaps (B, K, Hf, Wf), vis_logits (B, K) | None,
-            mask (B, K) | None)``.
+            [`HeatmapOutput`][visattn.heads.HeatmapOutput]
+            ``(heatmaps (B, K, Hf, Wf), vis_logits (B, K) | None, mask (B, K) | None)``.
         """
         heatmaps = self._heatmaps(images)
         _check_flags_arg(flags, heatmaps.shape[0], self.num_keypoints)

@@ -1,14 +1,16 @@
 """Multi-head self-attention over keypoint tokens.
 
-Two paths compute the same attention inside :meth:`KeypointAttention.forward`:
+Two paths compute the same attention inside
+[`KeypointAttention.forward`][visattn.attention.KeypointAttention.forward]:
 
-* fused: :func:`torch.nn.functional.scaled_dot_product_attention` (flash / memory-efficient kernels where
+* fused: `torch.nn.functional.scaled_dot_product_attention` (flash / memory-efficient kernels where
   the device has them);
-* reference: the explicit ``softmax(Q K^T / sqrt(Dh) + bias) V`` of :func:`reference_attention`, which
-  can also return the attention maps.
+* reference: the explicit ``softmax(Q K^T / sqrt(Dh) + bias) V`` of
+  [`reference_attention`][visattn.attention.reference_attention], which can also return the attention maps.
 
 Which path a module takes is the per-instance bool ``fused_attn``, initialised from
-:func:`visattn.use_fused_attn` (environment variable ``VISATTN_FUSED_ATTN``) when the module is built.
+[`visattn.use_fused_attn`][visattn.use_fused_attn] (environment variable ``VISATTN_FUSED_ATTN``) when the
+module is built.
 
 Shape alphabet: B batch, K keypoints, E embed dim, Hh heads, Dh head dim (``E = Hh * Dh``).
 """
@@ -69,7 +71,8 @@ def occlusion_attn_bias(
 
     Args:
         visible: ``(B, K)`` bool, True for visible keypoints (see
-            :func:`visattn.visibility.flags_to_visible` to convert COCO flags 0/1/2).
+            [`visattn.visibility.flags_to_visible`][visattn.visibility.flags_to_visible] to convert COCO flags
+            0/1/2).
         occluded_scale: factor in (0, 1] applied to the attention weight of occluded keys.
         dtype: dtype of the bias.
 
@@ -115,7 +118,7 @@ class KeypointAttention(nn.Module):
 
     Attributes:
         fused_attn: bool, use ``scaled_dot_product_attention`` (True) or the reference path (False).
-            Initialised from :func:`visattn.use_fused_attn`; may be set per instance.
+            Initialised from [`visattn.use_fused_attn`][visattn.use_fused_attn]; may be set per instance.
         qkv: ``Linear(E, 3E)`` (dense) or ``Linear(Dh, 3 Dh)`` (shared), output laid out as
             ``(q, k, v)``.
         proj: ``Linear(E, E)`` output projection.
@@ -187,7 +190,7 @@ class KeypointAttention(nn.Module):
         Args:
             x: ``(B, K, E)`` tokens.
             attn_bias: optional ``(B, 1 | Hh, K, K)`` float bias added to the logits (rows queries,
-                columns keys), e.g. from :func:`occlusion_attn_bias`.
+                columns keys), e.g. from [`occlusion_attn_bias`][visattn.attention.occlusion_attn_bias].
             return_attn: also return the attention maps; forces the reference path.
 
         Returns:
@@ -201,7 +204,8 @@ class KeypointAttention(nn.Module):
     def _forward(
         self, x: torch.Tensor, attn_bias: torch.Tensor | None, return_attn: bool
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """:meth:`forward` without the input checks (the reasoner calls it with checked inputs)."""
+        """[`forward`][visattn.attention.KeypointAttention.forward] without the input checks (the reasoner
+        calls it with checked inputs)."""
         if self.shared_qkv:
             chunks = rearrange(x, "b k (hh dh) -> b k hh dh", hh=self.num_heads)  # (B, K, Hh, Dh)
             qkv = rearrange(self.qkv(chunks), "b k hh (three dh) -> three b hh k dh", three=3)

@@ -1,9 +1,10 @@
 """Checkpoints that lose nothing: atomic writes, ``weights_only`` reads, RNG state as plain data.
 
-:func:`save_checkpoint` writes a temporary file in the target folder and renames it over the old one, so
-an interruption or a full disk never leaves a half-written file; :func:`read_checkpoint` loads with
-``torch.load(weights_only=True)`` (tensors and plain data only, never code). Failures raise
-:class:`CheckpointError`, whose message says what happened and whose ``fix`` says what to do.
+[`save_checkpoint`][visattn.checkpoint.save_checkpoint] writes a temporary file in the target folder and
+renames it over the old one, so an interruption or a full disk never leaves a half-written file;
+[`read_checkpoint`][visattn.checkpoint.read_checkpoint] loads with ``torch.load(weights_only=True)`` (tensors
+and plain data only, never code). Failures raise [`CheckpointError`][visattn.checkpoint.CheckpointError],
+whose message says what happened and whose ``fix`` says what to do.
 
 Example:
     >>> import tempfile
@@ -86,7 +87,7 @@ def save_checkpoint(path: str | Path, state: CheckpointState) -> None:
 
     The file gets the user's umask (``0o666 & ~umask``), like any file the user writes. A failed write
     (disk full, file-size limit) removes the temporary file, keeps the previous checkpoint and raises a
-    one-line :class:`CheckpointError` that says so.
+    one-line [`CheckpointError`][visattn.checkpoint.CheckpointError] that says so.
     """
     path = Path(path)
     try:
@@ -120,8 +121,8 @@ def save_checkpoint(path: str | Path, state: CheckpointState) -> None:
 def read_checkpoint(path: str | Path) -> Any:
     """``torch.load(weights_only=True)`` on CPU: tensors and plain data only, never code.
 
-    One-line :class:`CheckpointError` for a missing or unreadable file, and for a file that holds other Python
-    objects (unpickling those could run arbitrary code, so it is refused).
+    One-line [`CheckpointError`][visattn.checkpoint.CheckpointError] for a missing or unreadable file, and for
+    a file that holds other Python objects (unpickling those could run arbitrary code, so it is refused).
     """
     path = Path(path)
     if not path.is_file():
@@ -201,7 +202,7 @@ def rng_state() -> dict[str, Any]:
 
 
 def set_rng_state(state: Mapping[str, Any]) -> None:
-    """Inverse of :func:`rng_state`."""
+    """Inverse of [`rng_state`][visattn.checkpoint.rng_state]."""
     py = state["python"]
     random.setstate((py["version"], tuple(py["state"].tolist()), py["gauss"]))
     npy = state["numpy"]

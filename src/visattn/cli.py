@@ -1,10 +1,11 @@
 """Command-line conventions of visattn's tools: one-line errors, checked numeric flags, JSON configs.
 
 A user error in a visattn command (``visattn-predict``, the recipes in ``examples/``) is printed as one
-line ``error: <what> fix: <how>`` on stderr with exit status 2, never as a traceback: :func:`run_cli`
-turns :class:`CLIError`, :class:`visattn.data.ImageReadError` (also from a DataLoader worker), any
-other ``OSError`` and exceptions that carry a ``fix`` attribute (e.g.
-:class:`visattn.checkpoint.CheckpointError`) into that line.
+line ``error: <what> fix: <how>`` on stderr with exit status 2, never as a traceback:
+[`run_cli`][visattn.cli.run_cli] turns [`CLIError`][visattn.cli.CLIError],
+[`visattn.data.ImageReadError`][visattn.data.ImageReadError] (also from a DataLoader worker), any other
+``OSError`` and exceptions that carry a ``fix`` attribute (e.g.
+[`visattn.checkpoint.CheckpointError`][visattn.checkpoint.CheckpointError]) into that line.
 """
 
 from __future__ import annotations
@@ -69,9 +70,10 @@ def one_line(err: BaseException) -> str:
 def run_cli(main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | None = None) -> NoReturn:
     """Run a script's ``main``; user errors become one line ``error: ... fix: ...`` on stderr, exit status 2.
 
-    Besides :class:`CLIError` this covers an unreadable image (:class:`visattn.data.ImageReadError`,
-    also from a DataLoader worker), any other ``OSError`` (a missing, unreadable or unwritable path) and
-    any exception with a ``fix`` string attribute (such as :class:`visattn.checkpoint.CheckpointError`).
+    Besides [`CLIError`][visattn.cli.CLIError] this covers an unreadable image
+    ([`visattn.data.ImageReadError`][visattn.data.ImageReadError], also from a DataLoader worker), any other
+    ``OSError`` (a missing, unreadable or unwritable path) and any exception with a ``fix`` string attribute
+    (such as [`visattn.checkpoint.CheckpointError`][visattn.checkpoint.CheckpointError]).
     """
     from visattn.data import ImageReadError
 
@@ -108,7 +110,8 @@ class Bound:
     Floats must also be finite. A flag with ``nargs`` is checked element by element; ``None`` (an
     optional flag not given) is not checked. A bound is also an argparse ``type``
     (``add_argument("--epochs", type=POSITIVE_INT)``): it converts the text with ``kind``, and
-    :func:`parse_args` checks the range of every such flag, from the command line or a config file alike.
+    [`parse_args`][visattn.cli.parse_args] checks the range of every such flag, from the command line or a
+    config file alike.
 
     Example:
         >>> POSITIVE_INT.describe(), PROBABILITY.accepts(1.5), POSITIVE_INT("3")
@@ -226,8 +229,9 @@ def parse_args(
 
     A parser without a ``--config`` flag only gets the range checks. Config keys are flag names
     (argparse dests); each value is checked like a command-line value: booleans for switches,
-    ``choices``, lists for ``nargs`` flags, and :class:`Bound` ranges (flags whose ``type`` is a
-    :class:`Bound`, and ``bounds``; reported as the config key when the bad value came from the file).
+    ``choices``, lists for ``nargs`` flags, and [`Bound`][visattn.cli.Bound] ranges (flags whose ``type`` is a
+    [`Bound`][visattn.cli.Bound], and ``bounds``; reported as the config key when the bad value came from the
+    file).
     """
     pre, _ = parser.parse_known_args(argv)
     config_file = getattr(pre, "config", None)

@@ -2,12 +2,13 @@
 
 The authors save a dict with ``model_state_dict`` (the pose backbone), ``transformer_state_dict``,
 ``output_state_dict`` (SimCC head) and ``visibility_state_dict`` (VisNet), every key prefixed
-``module.`` (DataParallel). :func:`from_official_checkpoint` builds a
-:class:`~visattn.reasoner.VisibilityMaskedReasoner` and a :class:`~visattn.heads.SimCCHead` configured
-like their code (post-norm blocks, one bias-free ``Dh x Dh`` Q/K/V matrix shared by the heads, ReLU
-embedding, SiLU MLP, bias-free SimCC head, predicted mask ``1 / 0.01`` at threshold 0.5) and loads the
-weights; all sizes are inferred from the tensor shapes. :func:`to_official_checkpoint` goes back.
-The backbone (``model_state_dict``) is not converted.
+``module.`` (DataParallel). [`from_official_checkpoint`][visattn.compat.from_official_checkpoint] builds a
+[`VisibilityMaskedReasoner`][visattn.reasoner.VisibilityMaskedReasoner] and a
+[`SimCCHead`][visattn.heads.SimCCHead] configured like their code (post-norm blocks, one bias-free ``Dh x Dh``
+Q/K/V matrix shared by the heads, ReLU embedding, SiLU MLP, bias-free SimCC head, predicted mask ``1 / 0.01``
+at threshold 0.5) and loads the weights; all sizes are inferred from the tensor shapes.
+[`to_official_checkpoint`][visattn.compat.to_official_checkpoint] goes back. The backbone
+(``model_state_dict``) is not converted.
 
 Key mapping (authors' -> visattn, ``i`` the block index):
 
@@ -202,12 +203,13 @@ def _shared_keys(depth: int) -> list[tuple[str, str]]:
 def to_official_checkpoint(
     reasoner: VisibilityMaskedReasoner, head: SimCCHead, *, prefix: str = "module."
 ) -> dict[str, StateDict]:
-    """State dicts in the authors' layout (inverse of :func:`from_official_checkpoint`).
+    """State dicts in the authors' layout (inverse of
+    [`from_official_checkpoint`][visattn.compat.from_official_checkpoint]).
 
     Args:
         reasoner: a reasoner with the authors' parameterisation (``norm_first=False``,
             ``shared_qkv=True``, ``nn.LayerNorm``).
-        head: a bias-free :class:`~visattn.heads.SimCCHead` on the same token dim.
+        head: a bias-free [`SimCCHead`][visattn.heads.SimCCHead] on the same token dim.
         prefix: prepended to every key (``"module."`` as in the authors' files, ``""`` for none).
 
     Returns:
@@ -278,9 +280,9 @@ def from_official_checkpoint(
         split_ratio: SimCC bins per pixel used by the checkpoint.
 
     Returns:
-        ``(reasoner, head)``: a post-norm, shared-Q/K/V :class:`~visattn.reasoner.VisibilityMaskedReasoner`
-        (predicted mask 1 / 0.01 at threshold 0.5) and a bias-free :class:`~visattn.heads.SimCCHead`,
-        on CPU in float32.
+        ``(reasoner, head)``: a post-norm, shared-Q/K/V
+        [`VisibilityMaskedReasoner`][visattn.reasoner.VisibilityMaskedReasoner] (predicted mask 1 / 0.01 at
+        threshold 0.5) and a bias-free [`SimCCHead`][visattn.heads.SimCCHead], on CPU in float32.
 
     Raises:
         ValueError: a section is missing, keys are missing or unexpected (all listed), or a tensor

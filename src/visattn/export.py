@@ -1,7 +1,7 @@
 """Deployment export: ONNX files and ``torch.export`` programs with optional in-graph decoding.
 
-:class:`DeploymentModel` wraps a :class:`~visattn.adapters.SimCCAdapter` or
-:class:`~visattn.adapters.HeatmapAdapter` and returns a tuple of plain tensors, named by its
+[`DeploymentModel`][visattn.export.DeploymentModel] wraps a [`SimCCAdapter`][visattn.adapters.SimCCAdapter] or
+[`HeatmapAdapter`][visattn.adapters.HeatmapAdapter] and returns a tuple of plain tensors, named by its
 ``output_names``:
 
 =============== ============================ ==================================================
@@ -19,17 +19,18 @@ name            shape                        meaning
 
 Models without a reasoner have no ``vis_probs`` output (there is no visibility prediction).
 Decoding runs inside the graph through the model's head (``model.head.decode``, the functions of
-:mod:`visattn.codecs`), so an exported model gives the same keypoints as PyTorch:
+[`visattn.codecs`][visattn.codecs]), so an exported model gives the same keypoints as PyTorch:
 
 - SimCC: ``argmax / split_ratio`` per axis; score ``min(max softmax(x), max softmax(y))`` in (0, 1].
 - Heatmaps: argmax with the head's sub-pixel refinement (quarter-cell shift or DARK), scaled by
   ``input_size / heatmap_size``; score = maximum heatmap value (as
-  :func:`visattn.codecs.heatmap_decode`).
+  [`visattn.codecs.heatmap_decode`][visattn.codecs.heatmap_decode]).
 
-:func:`export_onnx` uses the dynamo-based ONNX exporter (``torch.onnx.export(..., dynamo=True)``, which
-goes through ``torch.export``) with a symbolic batch axis named ``batch``; it needs the optional
-dependencies ``onnx`` and ``onnxscript`` (``pip install "visattn[export]"``; ``onnxruntime`` to run the
-file). :func:`export_program` needs only torch.
+[`export_onnx`][visattn.export.export_onnx] uses the dynamo-based ONNX exporter
+(``torch.onnx.export(..., dynamo=True)``, which goes through ``torch.export``) with a symbolic batch axis
+named ``batch``; it needs the optional dependencies ``onnx`` and ``onnxscript``
+(``pip install "visattn[export]"``; ``onnxruntime`` to run the file).
+[`export_program`][visattn.export.export_program] needs only torch.
 
 Shape alphabet: B batch, K keypoints, H x W input crop, Hf x Wf heatmap, Wx / Hy SimCC bins.
 """
@@ -58,8 +59,9 @@ class DeploymentModel(nn.Module):
     """Inference wrapper returning a tuple of plain tensors (no ``None``), ready for export.
 
     Args:
-        model: a :class:`~visattn.adapters.SimCCAdapter` or :class:`~visattn.adapters.HeatmapAdapter`.
-            Its reasoner must not need ground-truth visibility (``mask_source`` "ground_truth").
+        model: a [`SimCCAdapter`][visattn.adapters.SimCCAdapter] or
+            [`HeatmapAdapter`][visattn.adapters.HeatmapAdapter]. Its reasoner must not need ground-truth
+            visibility (``mask_source`` "ground_truth").
         decode: append decoded ``keypoints (B, K, 2)`` (crop px) and ``scores (B, K)``.
         input_size: ``(H, W)`` input crop size: defaults to (and must equal) ``model.input_size`` (a
             heatmap model's is set with ``HeatmapAdapter(input_size=...)``, default stride 4).
@@ -171,21 +173,23 @@ def export_program(
     example_batch: int = 2,
     input_size: tuple[int, int] | None = None,
 ) -> torch.export.ExportedProgram:
-    """Export an adapter (eval mode) with :func:`torch.export.export`.
+    """Export an adapter (eval mode) with `torch.export.export`.
 
-    The program takes ``images (B, 3, H, W)`` and returns the tuple of :class:`DeploymentModel`
+    The program takes ``images (B, 3, H, W)`` and returns the tuple of
+    [`DeploymentModel`][visattn.export.DeploymentModel]
     (``DeploymentModel(model, decode=decode).output_names``). The model's training flags are restored
     afterwards.
 
     Args:
-        model: a :class:`~visattn.adapters.SimCCAdapter` or :class:`~visattn.adapters.HeatmapAdapter`.
+        model: a [`SimCCAdapter`][visattn.adapters.SimCCAdapter] or
+            [`HeatmapAdapter`][visattn.adapters.HeatmapAdapter].
         decode: also return decoded ``keypoints (B, K, 2)`` and ``scores (B, K)``.
         dynamic_batch: make the batch axis symbolic (any ``B >= 1`` at run time).
         example_batch: batch size of the example input used for tracing (>= 2 with a dynamic batch).
-        input_size: see :class:`DeploymentModel` (``model.input_size``).
+        input_size: see [`DeploymentModel`][visattn.export.DeploymentModel] (``model.input_size``).
 
     Returns:
-        the :class:`torch.export.ExportedProgram`; call ``program.module()(images)``.
+        the `torch.export.ExportedProgram`; call ``program.module()(images)``.
 
     Example:
         >>> from visattn.adapters import SimCCAdapter
@@ -236,13 +240,14 @@ def export_onnx(
     are restored afterwards.
 
     Args:
-        model: a :class:`~visattn.adapters.SimCCAdapter` or :class:`~visattn.adapters.HeatmapAdapter`.
+        model: a [`SimCCAdapter`][visattn.adapters.SimCCAdapter] or
+            [`HeatmapAdapter`][visattn.adapters.HeatmapAdapter].
         path: output ``.onnx`` file (parent directories are created).
         decode: decode keypoints and scores inside the graph.
         opset: ONNX opset version (18 or newer).
         dynamic_batch: symbolic batch axis.
         example_batch: batch size of the example input used for tracing (>= 2 with a dynamic batch).
-        input_size: see :class:`DeploymentModel` (``model.input_size``).
+        input_size: see [`DeploymentModel`][visattn.export.DeploymentModel] (``model.input_size``).
         external_data: store the weights in a ``<path>.data`` file beside the graph (needed above 2 GB).
 
     Returns:

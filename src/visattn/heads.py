@@ -2,16 +2,17 @@
 
 A pose model's head decides the shape of its output and, with it, how targets are built, how the output
 is decoded to keypoints, how a flip-test output is brought back and which pose loss trains it. Every
-head here implements the :class:`PoseHead` protocol, so the adapters, the losses
-(:class:`~visattn.losses.VisibilityAwareLoss`), prediction (:mod:`visattn.inference`) and export hold
-the head object and never ask which kind it is:
+head here implements the [`PoseHead`][visattn.heads.PoseHead] protocol, so the adapters, the losses
+([`VisibilityAwareLoss`][visattn.losses.VisibilityAwareLoss]), prediction
+([`visattn.inference`][visattn.inference]) and export hold the head object and never ask which kind it is:
 
-- :class:`SimCCHead` (Li et al., ECCV 2022): two Linear classifiers give ``Wx = round(W * r)`` x
-  logits and ``Hy = round(H * r)`` y logits per keypoint token; SimCC KL loss, argmax decoding.
-- :class:`HeatmapHead` (SimpleBaseline / HRNet): the keypoint tokens are the flattened heatmaps and
-  are reshaped back; heatmap MSE loss, argmax + quarter-offset or DARK decoding.
+- [`SimCCHead`][visattn.heads.SimCCHead] (Li et al., ECCV 2022): two Linear classifiers give
+  ``Wx = round(W * r)`` x logits and ``Hy = round(H * r)`` y logits per keypoint token; SimCC KL loss, argmax
+  decoding.
+- [`HeatmapHead`][visattn.heads.HeatmapHead] (SimpleBaseline / HRNet): the keypoint tokens are the flattened
+  heatmaps and are reshaped back; heatmap MSE loss, argmax + quarter-offset or DARK decoding.
 
-Adding a head kind means one class here (and its codec in :mod:`visattn.codecs`).
+Adding a head kind means one class here (and its codec in [`visattn.codecs`][visattn.codecs]).
 
 Shape alphabet: B batch, K keypoints, D token dim, H x W input crop, Hf x Wf feature map / heatmap,
 Wx / Hy SimCC bins.
@@ -33,7 +34,8 @@ __all__ = ["HeatmapHead", "HeatmapOutput", "PoseHead", "SimCCHead", "SimCCOutput
 
 
 class SimCCOutput(NamedTuple):
-    """Output of a model with a :class:`SimCCHead` (:class:`~visattn.adapters.SimCCAdapter`).
+    """Output of a model with a [`SimCCHead`][visattn.heads.SimCCHead]
+    ([`SimCCAdapter`][visattn.adapters.SimCCAdapter]).
 
     Attributes:
         x_logits: ``(B, K, Wx)`` x-coordinate logits.
@@ -51,7 +53,8 @@ class SimCCOutput(NamedTuple):
 
 
 class HeatmapOutput(NamedTuple):
-    """Output of a model with a :class:`HeatmapHead` (:class:`~visattn.adapters.HeatmapAdapter`).
+    """Output of a model with a [`HeatmapHead`][visattn.heads.HeatmapHead]
+    ([`HeatmapAdapter`][visattn.adapters.HeatmapAdapter]).
 
     Attributes:
         heatmaps: ``(B, K, Hf, Wf)`` (refined) heatmaps.
@@ -68,9 +71,10 @@ class HeatmapOutput(NamedTuple):
 class PoseHead(Protocol):
     """What every head kind provides besides its ``forward``.
 
-    ``output`` is the model's output NamedTuple (:class:`SimCCOutput`, :class:`HeatmapOutput`),
-    ``targets`` the NamedTuple the head's :meth:`encode` returns (it always has ``weights (B, K)``),
-    batched by the DataLoader as it is.
+    ``output`` is the model's output NamedTuple ([`SimCCOutput`][visattn.heads.SimCCOutput],
+    [`HeatmapOutput`][visattn.heads.HeatmapOutput]), ``targets`` the NamedTuple the head's
+    [`encode`][visattn.heads.PoseHead.encode] returns (it always has ``weights (B, K)``), batched by the
+    DataLoader as it is.
     """
 
     input_size: tuple[int, int]
@@ -118,7 +122,8 @@ class SimCCHead(nn.Module):
         normalize: divide the targets by ``sigma * sqrt(2 pi)`` (the authors' targets).
         bias: add a bias to both classifiers. The authors' code uses no bias after the reasoner and a
             bias in the plain SimCC baseline.
-        beta: logit temperature of the KL loss (RTMPose: 10; see :func:`visattn.losses.simcc_kl_loss`).
+        beta: logit temperature of the KL loss (RTMPose: 10; see
+            [`visattn.losses.simcc_kl_loss`][visattn.losses.simcc_kl_loss]).
         label_softmax: softmax the targets in the KL loss (RTMPose: True).
         label_beta: temperature of that softmax (``None``: ``beta``).
         device: device of the parameters.
@@ -127,7 +132,7 @@ class SimCCHead(nn.Module):
     Attributes:
         x_head: ``Linear(D, Wx)``.
         y_head: ``Linear(D, Hy)``.
-        codec: the :class:`~visattn.codecs.SimCCCodec` of the targets and decoding.
+        codec: the [`SimCCCodec`][visattn.codecs.SimCCCodec] of the targets and decoding.
         num_x_bins: ``Wx = round(W * split_ratio)``.
         num_y_bins: ``Hy = round(H * split_ratio)``.
         input_size: ``(H, W)``.
@@ -197,16 +202,18 @@ class SimCCHead(nn.Module):
 
     def encode(self, keypoints: torch.Tensor, flags: torch.Tensor) -> SimCCTargets:
         """SimCC targets of crop-pixel ``keypoints`` and COCO ``flags``; see
-        :func:`visattn.codecs.simcc_encode`."""
+        [`visattn.codecs.simcc_encode`][visattn.codecs.simcc_encode]."""
         return self.codec.encode(keypoints, flags)
 
     def decode(self, output: SimCCOutput) -> tuple[torch.Tensor, torch.Tensor]:
-        """Argmax decoding of ``output``'s logits to crop pixels; see :func:`visattn.codecs.simcc_decode`."""
+        """Argmax decoding of ``output``'s logits to crop pixels; see
+        [`visattn.codecs.simcc_decode`][visattn.codecs.simcc_decode]."""
         return self.codec.decode(output.x_logits, output.y_logits)
 
     def flip_back(self, output: SimCCOutput, flip_index: Sequence[int] | torch.Tensor) -> SimCCOutput:
         """Logits of a mirrored crop in the original frame (the authors' one-bin shift,
-        :func:`visattn.codecs.simcc_flip_back`); ``vis_logits`` and ``mask`` are permuted."""
+        [`visattn.codecs.simcc_flip_back`][visattn.codecs.simcc_flip_back]); ``vis_logits`` and ``mask`` are
+        permuted."""
         x, y = self.codec.flip_back(output.x_logits, output.y_logits, flip_index, shift=True)
         index = _flip_index(flip_index)
         return SimCCOutput(x, y, _permuted(output.vis_logits, index), _permuted(output.mask, index))
@@ -214,7 +221,8 @@ class SimCCHead(nn.Module):
     def loss(
         self, output: SimCCOutput, targets: SimCCTargets, weights: torch.Tensor | None = None
     ) -> torch.Tensor:
-        """SimCC KL loss (:func:`visattn.losses.simcc_kl_loss`) with ``targets.weights`` or ``weights``."""
+        """SimCC KL loss ([`visattn.losses.simcc_kl_loss`][visattn.losses.simcc_kl_loss]) with
+        ``targets.weights`` or ``weights``."""
         w = targets.weights if weights is None else weights
         x, y = output.x_logits, output.y_logits
         return simcc_kl_loss(x, y, targets.x_labels, targets.y_labels, w, **self.kl_settings)
@@ -236,11 +244,12 @@ class HeatmapHead(nn.Module):
         input_size: ``(H, W)`` crop size the heatmaps refer to (default: stride 4, ``4 * heatmap_size``).
         sigma: target standard deviation in heatmap cells (2 at 64 x 48).
         refinement: sub-pixel refinement of the decoding, ``"quarter"`` (SimpleBaseline) or
-            ``"dark"`` (distribution-aware; see :func:`visattn.codecs.heatmap_decode`).
+            ``"dark"`` (distribution-aware; see
+            [`visattn.codecs.heatmap_decode`][visattn.codecs.heatmap_decode]).
         blur_kernel_size: smoothing kernel of ``"dark"`` (odd, or 0).
 
     Attributes:
-        codec: the :class:`~visattn.codecs.HeatmapCodec` of the targets and decoding.
+        codec: the [`HeatmapCodec`][visattn.codecs.HeatmapCodec] of the targets and decoding.
         heatmap_size: ``(Hf, Wf)``.
         input_size: ``(H, W)``.
 
@@ -282,16 +291,18 @@ class HeatmapHead(nn.Module):
         return heatmaps
 
     def encode(self, keypoints: torch.Tensor, flags: torch.Tensor) -> HeatmapTargets:
-        """Gaussian heatmap targets; see :func:`visattn.codecs.heatmap_encode`."""
+        """Gaussian heatmap targets; see [`visattn.codecs.heatmap_encode`][visattn.codecs.heatmap_encode]."""
         return self.codec.encode(keypoints, flags)
 
     def decode(self, output: HeatmapOutput) -> tuple[torch.Tensor, torch.Tensor]:
-        """Decode ``output.heatmaps`` to crop pixels; see :func:`visattn.codecs.heatmap_decode`."""
+        """Decode ``output.heatmaps`` to crop pixels; see
+        [`visattn.codecs.heatmap_decode`][visattn.codecs.heatmap_decode]."""
         return self.codec.decode(output.heatmaps)
 
     def flip_back(self, output: HeatmapOutput, flip_index: Sequence[int] | torch.Tensor) -> HeatmapOutput:
         """Heatmaps of a mirrored crop in the original frame (SimpleBaseline's one-column shift,
-        :func:`visattn.codecs.heatmap_flip_back`); ``vis_logits`` and ``mask`` are permuted."""
+        [`visattn.codecs.heatmap_flip_back`][visattn.codecs.heatmap_flip_back]); ``vis_logits`` and ``mask``
+        are permuted."""
         heatmaps = self.codec.flip_back(output.heatmaps, flip_index, shift=True)
         index = _flip_index(flip_index)
         return HeatmapOutput(heatmaps, _permuted(output.vis_logits, index), _permuted(output.mask, index))
@@ -299,7 +310,8 @@ class HeatmapHead(nn.Module):
     def loss(
         self, output: HeatmapOutput, targets: HeatmapTargets, weights: torch.Tensor | None = None
     ) -> torch.Tensor:
-        """Heatmap MSE loss (:func:`visattn.losses.heatmap_mse_loss`), ``targets.weights`` or ``weights``."""
+        """Heatmap MSE loss ([`visattn.losses.heatmap_mse_loss`][visattn.losses.heatmap_mse_loss]),
+        ``targets.weights`` or ``weights``."""
         w = targets.weights if weights is None else weights
         return heatmap_mse_loss(output.heatmaps, targets.heatmaps, w)
 

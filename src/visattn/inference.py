@@ -1,11 +1,13 @@
 """Prediction: images and person boxes to poses; crops to keypoints through the model's head.
 
-:class:`TopDownPredictor` takes an image and person boxes and returns every person's keypoints in image
-pixels, keypoint scores and visibility probabilities. :func:`predict_crops` runs a model on a batch of
-crops, optionally averages it with the flipped-back output of the mirrored crops (the flip test of
-SimpleBaseline / SimCC), and decodes through ``model.head`` (:class:`visattn.heads.PoseHead`), whatever
-the head kind. Evaluation (:meth:`visattn.metrics.PoseEvaluator.update_from_batch`) and the recipes
-use it.
+[`TopDownPredictor`][visattn.inference.TopDownPredictor] takes an image and person boxes and returns every
+person's keypoints in image pixels, keypoint scores and visibility probabilities.
+[`predict_crops`][visattn.inference.predict_crops] runs a model on a batch of crops, optionally averages it
+with the flipped-back output of the mirrored crops (the flip test of SimpleBaseline / SimCC), and decodes
+through ``model.head`` ([`visattn.heads.PoseHead`][visattn.heads.PoseHead]), whatever the head kind.
+Evaluation
+([`visattn.metrics.PoseEvaluator.update_from_batch`][visattn.metrics.PoseEvaluator.update_from_batch]) and the
+recipes use it.
 
 Shape alphabet: B batch, K keypoints, H x W input crop.
 """
@@ -105,22 +107,24 @@ def predict_crops(
 ) -> Prediction:
     """Predict keypoints on crops: forward, optional flip test, decode through ``model.head``.
 
-    With ``flip_index`` (:attr:`visattn.keypoints.KeypointInfo.flip_index`) the model also runs on the
-    mirrored crops; that output is brought back by ``head.flip_back`` and averaged with the first
-    (coordinates, heatmaps and visibility logits alike) before decoding. The model's training flag is
-    left as it is: call ``model.eval()`` first.
+    With ``flip_index``
+    ([`visattn.keypoints.KeypointInfo.flip_index`][visattn.keypoints.KeypointInfo.flip_index]) the model also
+    runs on the mirrored crops; that output is brought back by ``head.flip_back`` and averaged with the first
+    (coordinates, heatmaps and visibility logits alike) before decoding. The model's training flag is left as
+    it is: call ``model.eval()`` first.
 
     Args:
-        model: a :class:`~visattn.adapters.SimCCAdapter` / :class:`~visattn.adapters.HeatmapAdapter` (or
-            one wrapped by DDP / ``torch.compile``), or any module whose unwrapped form has a ``head``
-            implementing :class:`visattn.heads.PoseHead`.
+        model: a [`SimCCAdapter`][visattn.adapters.SimCCAdapter] /
+            [`HeatmapAdapter`][visattn.adapters.HeatmapAdapter] (or one wrapped by DDP / ``torch.compile``),
+            or any module whose unwrapped form has a ``head`` implementing
+            [`visattn.heads.PoseHead`][visattn.heads.PoseHead].
         images: ``(B, 3, H, W)`` normalised crops.
         flags: optional ``(B, K)`` COCO flags 0/1/2, read only by a reasoner with a ground-truth mask
             source.
         flip_index: left/right permutation of the K keypoints for the flip test, or ``None`` for none.
 
     Returns:
-        :class:`Prediction` with float32 keypoints in crop pixels.
+        [`Prediction`][visattn.inference.Prediction] with float32 keypoints in crop pixels.
 
     Example:
         >>> from functools import partial
@@ -162,24 +166,26 @@ def evaluate(
     amp_dtype: torch.dtype | None = None,
     progress: bool = False,
 ) -> dict[str, float]:
-    """Predict every batch of a :class:`~visattn.data.TopDownCocoDataset` loader and compute the metrics.
+    """Predict every batch of a [`TopDownCocoDataset`][visattn.data.TopDownCocoDataset] loader and compute the
+    metrics.
 
-    Puts the model in eval mode, resets ``evaluator``, runs :func:`predict_crops` (with the flip test when
-    ``flip_index`` is given) on each batch, adds it with
-    :meth:`~visattn.metrics.PoseEvaluator.update_from_batch` and returns ``evaluator.compute()``. Under
-    ``torch.distributed`` each rank evaluates its shard and ``compute`` gathers the results.
+    Puts the model in eval mode, resets ``evaluator``, runs [`predict_crops`][visattn.inference.predict_crops]
+    (with the flip test when ``flip_index`` is given) on each batch, adds it with
+    [`update_from_batch`][visattn.metrics.PoseEvaluator.update_from_batch] and returns
+    ``evaluator.compute()``. Under ``torch.distributed`` each rank evaluates its shard and ``compute`` gathers
+    the results.
 
     Args:
         model: the adapter (possibly wrapped by DDP / ``torch.compile``).
         loader: batches with ``image`` and the dataset's meta fields.
-        evaluator: the :class:`~visattn.metrics.PoseEvaluator` of the split.
+        evaluator: the [`PoseEvaluator`][visattn.metrics.PoseEvaluator] of the split.
         flip_index: left/right permutation of the keypoints for the flip test, or ``None``.
         device: where the model runs (default: the device of its first parameter).
         amp_dtype: ``torch.bfloat16`` / ``torch.float16`` to run under autocast, or ``None``.
         progress: show a tqdm bar (tqdm must be installed).
 
     Returns:
-        the metrics dict of :meth:`~visattn.metrics.PoseEvaluator.compute`.
+        the metrics dict of [`compute`][visattn.metrics.PoseEvaluator.compute].
     """
     if device is None:
         param = next(unwrap_model(model).parameters(), None)
@@ -230,15 +236,18 @@ BOX_FORMATS = ("xyxy", "xywh")
 class TopDownPredictor:
     """Keypoints and visibility for the people in an image, given their boxes (top-down).
 
-    Each box becomes a crop of the model's ``input_size`` exactly as :class:`~visattn.data.TopDownCocoDataset`
-    makes its evaluation crops (aspect ratio fixed to the crop's, padded by 1.25, one affine warp), the crops
-    of all boxes (and images) run through :func:`predict_crops` in batches of ``batch_size`` (with the flip
-    test by default), and the keypoints are mapped back to image pixels. No gradient is recorded; the model is
-    put in eval mode.
+    Each box becomes a crop of the model's ``input_size`` exactly as
+    [`TopDownCocoDataset`][visattn.data.TopDownCocoDataset] makes its evaluation crops (aspect ratio fixed to
+    the crop's, padded by 1.25, one affine warp), the crops of all boxes (and images) run through
+    [`predict_crops`][visattn.inference.predict_crops] in batches of ``batch_size`` (with the flip test by
+    default), and the keypoints are mapped back to image pixels. No gradient is recorded; the model is put in
+    eval mode.
 
     Args:
-        model: a :class:`~visattn.adapters.SimCCAdapter` / :class:`~visattn.adapters.HeatmapAdapter`.
-        keypoint_info: the model's keypoint set (name or :class:`~visattn.keypoints.KeypointInfo`): flip test.
+        model: a [`SimCCAdapter`][visattn.adapters.SimCCAdapter] /
+            [`HeatmapAdapter`][visattn.adapters.HeatmapAdapter].
+        keypoint_info: the model's keypoint set (name or [`KeypointInfo`][visattn.keypoints.KeypointInfo]):
+            flip test.
         flip_test: average with the flipped-back prediction of the mirrored crop.
         device: where the model runs (default: where its parameters are).
         batch_size: crops per forward pass.
@@ -287,7 +296,8 @@ class TopDownPredictor:
         cls, path: str | os.PathLike[str], *, keypoint_info: str | KeypointInfo | None = None, **kwargs: Any
     ) -> TopDownPredictor:
         """A predictor for a checkpoint of ``examples/train.py`` (``model`` weights + ``model_config``, the
-        arguments of :func:`visattn.models.create_model`), read with ``weights_only=True``.
+        arguments of [`visattn.models.create_model`][visattn.models.create_model]), read with
+        ``weights_only=True``.
 
         ``keypoint_info`` defaults to the checkpoint's ``--keypoints`` (else COCO); other keyword arguments
         go to the constructor.
@@ -325,7 +335,7 @@ class TopDownPredictor:
             box_scores: ``(N,)`` detection scores (default 1).
 
         Returns:
-            one :class:`PersonPose` per box, in the order of ``boxes``.
+            one [`PersonPose`][visattn.inference.PersonPose] per box, in the order of ``boxes``.
         """
         return self.predict_many([image], [boxes], box_format=box_format, box_scores=[box_scores])[0]
 
@@ -337,7 +347,7 @@ class TopDownPredictor:
         box_format: str = "xyxy",
         box_scores: Sequence[Sequence[float] | torch.Tensor | None] | None = None,
     ) -> list[list[PersonPose]]:
-        """:meth:`__call__` for several images, batched over all their persons."""
+        """`__call__` for several images, batched over all their persons."""
         check_choice("box_format", box_format, BOX_FORMATS)
         if len(images) != len(boxes):
             raise ValueError(f"boxes must hold one entry per image ({len(images)}), got {len(boxes)}")

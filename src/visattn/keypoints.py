@@ -1,8 +1,9 @@
 """Keypoint metadata: names, flip pairs, skeleton edges, OKS sigmas and body halves.
 
 Indices are 0-based. ``KeypointInfo`` describes any keypoint set; presets for the common public sets
-are registered by name (:func:`list_keypoint_sets`), and a custom set is one constructor call or one
-JSON / YAML file (:func:`load_keypoint_info`). :func:`get_keypoint_info` takes any of the three.
+are registered by name ([`list_keypoint_sets`][visattn.keypoints.list_keypoint_sets]), and a custom set is one
+constructor call or one JSON / YAML file ([`load_keypoint_info`][visattn.keypoints.load_keypoint_info]).
+[`get_keypoint_info`][visattn.keypoints.get_keypoint_info] takes any of the three.
 
 The tables follow the MMPose dataset metadata (``configs/_base_/datasets/<name>.py``); OKS sigmas
 come from each dataset's own evaluation code where it has one; the table says where they come from:
@@ -121,18 +122,19 @@ class KeypointInfo:
         return tuple(index)
 
     def flip_index_tensor(self, device: torch.device | str | None = None) -> torch.Tensor:
-        """:attr:`flip_index` as a ``long`` tensor of shape ``(K,)``."""
+        """[`flip_index`][visattn.keypoints.KeypointInfo.flip_index] as a ``long`` tensor of shape
+        ``(K,)``."""
         return torch.tensor(self.flip_index, dtype=torch.long, device=device)
 
     def sigmas_tensor(self, device: torch.device | str | None = None) -> torch.Tensor:
-        """:attr:`sigmas` as a ``float32`` tensor of shape ``(K,)``."""
+        """`sigmas` as a ``float32`` tensor of shape ``(K,)``."""
         return torch.tensor(self.sigmas, dtype=torch.float32, device=device)
 
     @classmethod
     def from_file(cls, path: str | os.PathLike[str]) -> KeypointInfo:
         """Read a keypoint set from a JSON (or, with PyYAML installed, YAML) file.
 
-        Same as :func:`load_keypoint_info`, which documents the format.
+        Same as [`load_keypoint_info`][visattn.keypoints.load_keypoint_info], which documents the format.
         """
         return load_keypoint_info(path)
 
@@ -424,7 +426,7 @@ _FILE_SUFFIXES = (".json", ".yaml", ".yml")
 
 
 def list_keypoint_sets() -> list[str]:
-    """Registry names accepted by :func:`get_keypoint_info`, sorted.
+    """Registry names accepted by [`get_keypoint_info`][visattn.keypoints.get_keypoint_info], sorted.
 
     Example:
         >>> "coco" in list_keypoint_sets() and "ap10k" in list_keypoint_sets()
@@ -434,11 +436,13 @@ def list_keypoint_sets() -> list[str]:
 
 
 def get_keypoint_info(name: str | os.PathLike[str] | KeypointInfo) -> KeypointInfo:
-    """Return a keypoint set: a registered name, a JSON / YAML file, or a :class:`KeypointInfo`.
+    """Return a keypoint set: a registered name, a JSON / YAML file, or a
+    [`KeypointInfo`][visattn.keypoints.KeypointInfo].
 
     Names are matched case-insensitively, with ``-`` read as ``_`` (``"COCO-WholeBody"`` is
-    ``"coco_wholebody"``); :func:`list_keypoint_sets` lists them. A path (an ``os.PathLike``, or a
-    string ending in ``.json`` / ``.yaml`` / ``.yml``) is read with :func:`load_keypoint_info`.
+    ``"coco_wholebody"``); [`list_keypoint_sets`][visattn.keypoints.list_keypoint_sets] lists them. A path (an
+    ``os.PathLike``, or a string ending in ``.json`` / ``.yaml`` / ``.yml``) is read with
+    [`load_keypoint_info`][visattn.keypoints.load_keypoint_info].
 
     Example:
         >>> get_keypoint_info("coco").num_keypoints, get_keypoint_info("MPII").num_keypoints

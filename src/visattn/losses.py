@@ -7,9 +7,9 @@ are vectorised over batch and keypoints, and return a zero **that still has a gr
 
 Visibility flags are COCO flags at this boundary: ``v = 0`` not labelled, ``v = 1`` labelled but
 occluded, ``v = 2`` labelled and visible; a keypoint is *visible* iff ``v == 2`` and ``v = 0`` counts
-as occluded (converted by :func:`visattn.visibility.flags_to_visible`). Losses check shapes and dtypes
-only; they never read tensor values to validate them (no device synchronisation): flag values are checked
-where they enter (datasets, codecs, metrics).
+as occluded (converted by [`visattn.visibility.flags_to_visible`][visattn.visibility.flags_to_visible]).
+Losses check shapes and dtypes only; they never read tensor values to validate them (no device
+synchronisation): flag values are checked where they enter (datasets, codecs, metrics).
 
 Shape alphabet: B batch, K keypoints, Wx / Hy SimCC bins, Hf x Wf heatmap.
 """
@@ -48,7 +48,7 @@ __all__ = [
 
 
 class LossOutput(NamedTuple):
-    """Scalars returned by :class:`VisibilityAwareLoss`.
+    """Scalars returned by [`VisibilityAwareLoss`][visattn.losses.VisibilityAwareLoss].
 
     Attributes:
         total: ``pose + vis_weight * vis``; call ``backward()`` on this.
@@ -141,7 +141,8 @@ def simcc_kl_loss(
     Args:
         x_logits: ``(B, K, Wx)`` predicted horizontal logits.
         y_logits: ``(B, K, Hy)`` predicted vertical logits.
-        x_labels: ``(B, K, Wx)`` target labels (see :func:`visattn.codecs.simcc_encode`).
+        x_labels: ``(B, K, Wx)`` target labels (see
+            [`visattn.codecs.simcc_encode`][visattn.codecs.simcc_encode]).
         y_labels: ``(B, K, Hy)`` target labels.
         weights: ``(B, K)`` keypoint weights.
         beta: temperature multiplying the logits (> 0; RTMPose: 10).
@@ -186,7 +187,8 @@ def heatmap_mse_loss(pred: torch.Tensor, target: torch.Tensor, weights: torch.Te
 
     Args:
         pred: ``(B, K, Hf, Wf)`` predicted heatmaps.
-        target: ``(B, K, Hf, Wf)`` target heatmaps (see :func:`visattn.codecs.heatmap_encode`).
+        target: ``(B, K, Hf, Wf)`` target heatmaps (see
+            [`visattn.codecs.heatmap_encode`][visattn.codecs.heatmap_encode]).
         weights: ``(B, K)`` keypoint weights.
 
     Returns:
@@ -315,7 +317,8 @@ def visibility_ce_loss(vis_logits: torch.Tensor, flags: torch.Tensor) -> torch.T
     Their training script applies ``CrossEntropyLoss`` across the K keypoints of each instance to the
     **sigmoid probabilities** of VisNet, with the 0/1 visibility (1 iff ``v == 2``) as a soft target:
     ``mean_b -sum_k t_bk log_softmax_k(sigmoid(logits))_bk``. It is not a per-keypoint binary loss
-    and it never reaches 0; use :func:`visibility_bce_loss` for new work. Computed in float32.
+    and it never reaches 0; use [`visibility_bce_loss`][visattn.losses.visibility_bce_loss] for new work.
+    Computed in float32.
 
     Args:
         vis_logits: ``(B, K)`` VisNet logits (before the sigmoid).
@@ -337,7 +340,7 @@ def visibility_ce_loss(vis_logits: torch.Tensor, flags: torch.Tensor) -> torch.T
 
 
 class SimCCKLLoss(nn.Module):
-    """Module form of :func:`simcc_kl_loss` with the shared pose-loss signature.
+    """Module form of [`simcc_kl_loss`][visattn.losses.simcc_kl_loss] with the shared pose-loss signature.
 
     Args:
         beta: temperature multiplying the logits (RTMPose: 10).
@@ -391,7 +394,8 @@ class SimCCKLLoss(nn.Module):
 
 
 class HeatmapMSELoss(nn.Module):
-    """Module form of :func:`heatmap_mse_loss` with the shared pose-loss signature.
+    """Module form of [`heatmap_mse_loss`][visattn.losses.heatmap_mse_loss] with the shared pose-loss
+    signature.
 
     Example:
         >>> HeatmapMSELoss()(torch.ones(1, 2, 4, 4), torch.zeros(1, 2, 4, 4), torch.ones(1, 2)).item()
@@ -404,7 +408,7 @@ class HeatmapMSELoss(nn.Module):
 
 
 class VisibilityBCELoss(nn.Module):
-    """Module form of :func:`visibility_bce_loss`.
+    """Module form of [`visibility_bce_loss`][visattn.losses.visibility_bce_loss].
 
     Args:
         balanced: class-balanced BCE (each class carries half of the loss).
@@ -429,7 +433,7 @@ class VisibilityBCELoss(nn.Module):
 
 
 class VisibilityFocalLoss(nn.Module):
-    """Module form of :func:`visibility_focal_loss`.
+    """Module form of [`visibility_focal_loss`][visattn.losses.visibility_focal_loss].
 
     Args:
         gamma: focusing exponent ``>= 0``.
@@ -456,7 +460,8 @@ class VisibilityFocalLoss(nn.Module):
 
 
 class VisibilityCELoss(nn.Module):
-    """Module form of :func:`visibility_ce_loss` (the authors' visibility loss, for reproduction).
+    """Module form of [`visibility_ce_loss`][visattn.losses.visibility_ce_loss] (the authors' visibility loss,
+    for reproduction).
 
     Example:
         >>> round(VisibilityCELoss()(torch.zeros(1, 2), torch.tensor([[2, 2]])).item(), 4)
@@ -471,9 +476,10 @@ class VisibilityCELoss(nn.Module):
 class VisibilityAwareLoss(nn.Module):
     """``L = L_pose + vis_weight * L_vis``, optionally training the pose only on visible keypoints.
 
-    The pose term comes from the model's head (:class:`visattn.heads.PoseHead`: SimCC KL for a
-    :class:`~visattn.heads.SimCCHead`, heatmap MSE for a :class:`~visattn.heads.HeatmapHead`), which
-    takes the model output and the targets NamedTuple as they come.
+    The pose term comes from the model's head ([`visattn.heads.PoseHead`][visattn.heads.PoseHead]: SimCC KL
+    for a [`SimCCHead`][visattn.heads.SimCCHead], heatmap MSE for a
+    [`HeatmapHead`][visattn.heads.HeatmapHead]), which takes the model output and the targets NamedTuple as
+    they come.
 
     Args:
         head: the model's head (``model.head``), or any object with
@@ -482,7 +488,8 @@ class VisibilityAwareLoss(nn.Module):
         pose_keypoints: ``"all"`` uses the targets' weights; ``"visible"`` also zeroes the pose weight of
             every keypoint with ``v != 2`` (the paper's Table 1 "visible-only" training).
         vis_loss: visibility loss module ``(vis_logits, flags) -> scalar``; default
-            :class:`VisibilityBCELoss` (pass :class:`VisibilityCELoss` to reproduce the authors' code).
+            [`VisibilityBCELoss`][visattn.losses.VisibilityBCELoss] (pass
+            [`VisibilityCELoss`][visattn.losses.VisibilityCELoss] to reproduce the authors' code).
 
     Example:
         >>> from visattn.heads import HeatmapHead, HeatmapOutput
@@ -530,16 +537,16 @@ class VisibilityAwareLoss(nn.Module):
         """Compute the combined loss.
 
         Args:
-            output: the model output (:class:`~visattn.heads.SimCCOutput` or
-                :class:`~visattn.heads.HeatmapOutput`), with ``vis_logits (B, K)`` or ``None`` (then the
-                visibility term is a zero connected to the pose graph).
+            output: the model output ([`SimCCOutput`][visattn.heads.SimCCOutput] or
+                [`HeatmapOutput`][visattn.heads.HeatmapOutput]), with ``vis_logits (B, K)`` or ``None`` (then
+                the visibility term is a zero connected to the pose graph).
             targets: the targets NamedTuple of the head's ``encode`` (``batch["targets"]``), with
                 ``weights (B, K)``.
             flags: ``(B, K)`` COCO flags 0/1/2 (``v = 0`` not labelled, ``v = 1`` occluded, ``v = 2``
                 visible).
 
         Returns:
-            :class:`LossOutput` ``(total, pose, vis)`` of float32 scalars.
+            [`LossOutput`][visattn.losses.LossOutput] ``(total, pose, vis)`` of float32 scalars.
         """
         first = output[0] if isinstance(output, tuple) and output else None  # every head's (B, K, ...)
         sizes = first.shape[:2] if isinstance(first, torch.Tensor) and first.dim() >= 2 else (None, None)

@@ -1,7 +1,7 @@
 """Ready-made top-down pose models with (or without) the visattn layer.
 
-:func:`create_model` builds the paper's models in one call (timm-style), each a complete top-down pose
-model ``(B, 3, H, W) -> SimCCOutput | HeatmapOutput`` with its head (:attr:`model.head`):
+[`create_model`][visattn.models.create_model] builds the paper's models in one call (timm-style), each a
+complete top-down pose model ``(B, 3, H, W) -> SimCCOutput | HeatmapOutput`` with its head (`model.head`):
 
 - ``resnet18`` / ``resnet50`` / ``resnet101`` / ``resnet152``: SimpleBaseline, a torchvision ResNet
   trunk + 3 x [ConvTranspose2d(k4, s2, p1, no bias) + BN + ReLU] with 256 channels (stride 4) + a 1x1
@@ -34,9 +34,10 @@ from visattn.reasoner import VisibilityMaskedReasoner
 
 __all__ = ["HEADS", "NORMS", "create_model", "list_models", "tiny_net"]
 
-#: Head kinds of :func:`create_model`.
+#: Head kinds of [`create_model`][visattn.models.create_model].
 HEADS = ("simcc", "heatmap")
-#: Trunk normalisations of :func:`create_model`: BatchNorm, or GroupNorm (8 groups, batch-size free).
+#: Trunk normalisations of [`create_model`][visattn.models.create_model]: BatchNorm, or GroupNorm (8 groups,
+#: batch-size free).
 NORMS = ("batch", "group")
 
 _STRIDE = 4  # every model here gives stride-4 keypoint maps
@@ -157,7 +158,7 @@ _MODELS: dict[str, tuple[Callable[[str, str | Path | None, bool], nn.Module], in
 
 
 def list_models() -> list[str]:
-    """Names :func:`create_model` accepts.
+    """Names [`create_model`][visattn.models.create_model] accepts.
 
     Example:
         >>> list_models()
@@ -213,10 +214,11 @@ def create_model(
     """Build a top-down pose model by name.
 
     Args:
-        name: one of :func:`list_models`.
-        num_keypoints: ``K`` (17 COCO, 14 CrowdPose; see :func:`visattn.keypoints.list_keypoint_sets`).
-        head: ``"simcc"`` (coordinate classification, :class:`~visattn.adapters.SimCCAdapter`) or
-            ``"heatmap"`` (:class:`~visattn.adapters.HeatmapAdapter`).
+        name: one of [`list_models`][visattn.models.list_models].
+        num_keypoints: ``K`` (17 COCO, 14 CrowdPose; see
+            [`visattn.keypoints.list_keypoint_sets`][visattn.keypoints.list_keypoint_sets]).
+        head: ``"simcc"`` (coordinate classification, [`SimCCAdapter`][visattn.adapters.SimCCAdapter]) or
+            ``"heatmap"`` ([`HeatmapAdapter`][visattn.adapters.HeatmapAdapter]).
         visattn: ``True`` inserts the visibility-masked reasoner with its defaults, a dict sets its
             keyword arguments (``{"embed_dim": 256, "mask_source": "ground_truth"}``), a factory is used
             as it is; ``False`` / ``None`` gives the plain baseline.

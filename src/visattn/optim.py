@@ -2,9 +2,10 @@
 
 The visattn layer trains with AdamW like the pose model it sits in, but its transformer blocks (the
 reasoner's embedding, blocks, norm and projection; not VisNet) at a tenth of the learning rate and
-with a linear warm-up, on a per-iteration cosine (or step) schedule. :func:`param_groups` splits a
-model's parameters that way (no weight decay on biases and norm parameters), and :func:`lr_lambdas`
-gives the schedule of each group for ``torch.optim.lr_scheduler.LambdaLR``.
+with a linear warm-up, on a per-iteration cosine (or step) schedule.
+[`param_groups`][visattn.optim.param_groups] splits a model's parameters that way (no weight decay on biases
+and norm parameters), and [`lr_lambdas`][visattn.optim.lr_lambdas] gives the schedule of each group for
+``torch.optim.lr_scheduler.LambdaLR``.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from visattn._checks import check_choice, check_nonnegative_int, check_positive_
 
 __all__ = ["SCHEDULES", "lr_lambdas", "param_groups"]
 
-#: Learning-rate schedules of :func:`lr_lambdas`.
+#: Learning-rate schedules of [`lr_lambdas`][visattn.optim.lr_lambdas].
 SCHEDULES = ("cosine", "step")
 
 
@@ -89,7 +90,8 @@ def lr_lambdas(
     milestones: Sequence[int] = (),
     gamma: float = 0.1,
 ) -> list[Callable[[int], float]]:
-    """Per-iteration learning-rate factors of :func:`param_groups`' groups, for ``LambdaLR``.
+    """Per-iteration learning-rate factors of [`param_groups`][visattn.optim.param_groups]' groups, for
+    ``LambdaLR``.
 
     ``"cosine"``: ``floor + (1 - floor) (1 + cos(pi it / total_iters)) / 2`` with ``floor =
     min_lr_ratio`` for the main groups and 0 for the reasoner; ``"step"``: ``gamma ** (number of

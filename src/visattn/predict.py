@@ -12,9 +12,10 @@ Usage::
 
 Writes COCO keypoint results (``[{"image_id", "category_id", "keypoints": [x, y, score] * K, "score",
 "bbox", "vis_probs"}]``; ``score`` is the box score times the mean of the keypoint scores above 0.2, as
-in evaluation) and, with ``--draw DIR``, one PNG per image (:mod:`visattn.viz`; needs matplotlib). The
-checkpoint is one written by ``examples/train.py`` (weights and the :func:`visattn.models.create_model`
-arguments). Errors are one line ``error: ... fix: ...`` with exit status 2.
+in evaluation) and, with ``--draw DIR``, one PNG per image ([`visattn.viz`][visattn.viz]; needs matplotlib).
+The checkpoint is one written by ``examples/train.py`` (weights and the
+[`visattn.models.create_model`][visattn.models.create_model] arguments). Errors are one line
+``error: ... fix: ...`` with exit status 2.
 """
 
 from __future__ import annotations
@@ -191,7 +192,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def main_cli() -> None:
-    """The console entry point: :func:`main` with one-line errors (exit status 2)."""
+    """The console entry point: [`main`][visattn.predict.main] with one-line errors (exit status 2)."""
     run_cli(main, sys.argv[1:])
 
 

@@ -7,11 +7,13 @@ Data flow for tokens ``x (B, K, D)`` (one token per keypoint, e.g. a flattened `
    sees the backbone ``features`` only when built with ``feature_channels``; ``visnet_grad_scale > 0``
    lets a scaled share of the visibility gradient through);
 2. ``visible`` from the mask source (predicted ``sigmoid >= vis_threshold``, ground-truth flags, none, or
-   a per-sample mix: :func:`visattn.visibility.select_visible`), ``mask = 1`` visible /
-   ``occluded_scale`` occluded (:func:`visattn.visibility.visibility_mask`), or with ``mask_mode="soft"``
+   a per-sample mix: [`visattn.visibility.select_visible`][visattn.visibility.select_visible]), ``mask = 1``
+   visible / ``occluded_scale`` occluded
+   ([`visattn.visibility.visibility_mask`][visattn.visibility.visibility_mask]), or with ``mask_mode="soft"``
    ``occluded_scale + (1 - occluded_scale) * p(visible)``
-   (:func:`visattn.visibility.soft_visibility_mask`);
-3. ``t = ReLU(embed(mask * x))``, ``depth`` :class:`ReasonerBlock` s over the K tokens;
+   ([`visattn.visibility.soft_visibility_mask`][visattn.visibility.soft_visibility_mask]);
+3. ``t = ReLU(embed(mask * x))``, ``depth`` [`ReasonerBlock`][visattn.reasoner.ReasonerBlock] s over the K
+   tokens;
 4. ``y = proj(t) + x``: the residual adds the **unmasked** tokens.
 
 Shape alphabet: B batch, K keypoints, D token dim, E embed dim, Hh heads, Dh head dim, C backbone
@@ -90,8 +92,9 @@ class ReasonerBlock(nn.Module):
 
     The MLP is ``Linear(E, E * mlp_ratio) -> act -> Linear(E * mlp_ratio, E)``. With
     ``shared_qkv=True`` the attention uses the authors' bias-free ``Dh x Dh`` Q/K/V matrices shared by
-    the heads (see :class:`visattn.attention.KeypointAttention`); otherwise a dense projection with bias.
-    Linear weights are truncated-normal (std 0.02), biases zero, norms at their defaults.
+    the heads (see [`visattn.attention.KeypointAttention`][visattn.attention.KeypointAttention]); otherwise a
+    dense projection with bias. Linear weights are truncated-normal (std 0.02), biases zero, norms at their
+    defaults.
 
     Args:
         dim: embed dim ``E``.
@@ -172,7 +175,8 @@ class ReasonerBlock(nn.Module):
     def _forward(
         self, x: torch.Tensor, attn_bias: torch.Tensor | None, return_attn: bool
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """:meth:`forward` without the input checks (the reasoner calls it with checked inputs)."""
+        """[`forward`][visattn.reasoner.ReasonerBlock.forward] without the input checks (the reasoner calls it
+        with checked inputs)."""
         if self.norm_first:
             h, attn = self.attn._forward(self.norm1(x), attn_bias, return_attn)
             x = x + h
@@ -183,7 +187,7 @@ class ReasonerBlock(nn.Module):
 
 
 class ReasonerOutput(NamedTuple):
-    """What :class:`VisibilityMaskedReasoner` returns.
+    """What [`VisibilityMaskedReasoner`][visattn.reasoner.VisibilityMaskedReasoner] returns.
 
     Attributes:
         tokens: ``(B, K, D)`` refined tokens (same dtype as the input under no autocast).
@@ -208,7 +212,7 @@ class VisibilityMaskedReasoner(nn.Module):
     block and dense Q/K/V, and the visibility predictor measured best on visattn's occlusion benchmark
     (soft masks, ``visnet_grad_scale=0.01``; docs: "Does it help?"). ``norm_first=False,
     shared_qkv=True, mask_mode="hard", visnet_grad_scale=0`` reproduces the authors' block exactly
-    (:func:`visattn.compat.from_official_checkpoint` builds it that way).
+    ([`visattn.compat.from_official_checkpoint`][visattn.compat.from_official_checkpoint] builds it that way).
     The pre-norm variant ends with a final ``norm_layer(E)`` before ``proj`` (``Identity`` for post-norm).
 
     Mask sources (``mask_source``):
@@ -219,7 +223,7 @@ class VisibilityMaskedReasoner(nn.Module):
     * ``"mixed"``: in training, each sample uses its ground truth with probability ``gt_prob`` and
       the prediction otherwise (``flags`` required in training); in eval, the prediction. Lowering
       ``gt_prob`` from 1 to 0 during training is scheduled teacher forcing
-      (:func:`visattn.visibility.teacher_forcing_prob`).
+      ([`visattn.visibility.teacher_forcing_prob`][visattn.visibility.teacher_forcing_prob]).
 
     Mask modes (``mask_mode``): ``"hard"`` (the paper) scales predicted-occluded tokens by
     ``occluded_scale``; ``"soft"`` scales every predicted token by
@@ -227,7 +231,8 @@ class VisibilityMaskedReasoner(nn.Module):
     detached, so only the visibility loss trains VisNet). Ground-truth masks are always hard.
 
     The operating threshold is the float32 buffer ``vis_threshold`` (saved in the state dict, exported
-    with the model): set it from held-out data with :meth:`calibrate_threshold`.
+    with the model): set it from held-out data with
+    [`calibrate_threshold`][visattn.reasoner.VisibilityMaskedReasoner.calibrate_threshold].
 
     Masking (``masking``): ``"features"`` scales the occluded tokens by ``occluded_scale`` before the
     embedding (the paper); ``"attention"`` instead adds ``log(occluded_scale)`` to the attention logits of
@@ -240,7 +245,7 @@ class VisibilityMaskedReasoner(nn.Module):
         in_dim: token dim ``D``.
         num_keypoints: ``K``; inputs must have exactly K tokens.
         embed_dim: transformer width ``E``.
-        depth: number of :class:`ReasonerBlock`.
+        depth: number of [`ReasonerBlock`][visattn.reasoner.ReasonerBlock].
         num_heads: attention heads ``Hh`` (divides ``E``).
         mlp_ratio: MLP width relative to ``E``.
         occluded_scale: mask value of occluded keypoints, in (0, 1].
@@ -251,12 +256,12 @@ class VisibilityMaskedReasoner(nn.Module):
         mask_source: ``"predicted" | "ground_truth" | "none" | "mixed"``.
         gt_prob: probability of using the ground truth per sample for ``"mixed"``, in [0, 1].
         masking: ``"features" | "attention" | "both"``.
-        visnet_hidden: hidden widths of :class:`visattn.visnet.VisNet`.
+        visnet_hidden: hidden widths of [`visattn.visnet.VisNet`][visattn.visnet.VisNet].
         feature_channels: ``C`` of the backbone features that ``forward`` receives (0: none);
-            :class:`~visattn.adapters.SimCCAdapter` passes its backbone's channels.
+            [`SimCCAdapter`][visattn.adapters.SimCCAdapter] passes its backbone's channels.
         visnet_evidence: ``"features"``: VisNet pools the backbone features at each keypoint
-            (:func:`visattn.visnet.keypoint_evidence`) when ``feature_channels > 0``; ``"token"``: VisNet
-            sees the keypoint token alone (the paper).
+            ([`visattn.visnet.keypoint_evidence`][visattn.visnet.keypoint_evidence]) when
+            ``feature_channels > 0``; ``"token"``: VisNet sees the keypoint token alone (the paper).
         visnet_context: self-attention blocks over keypoints inside VisNet (0: none, the paper).
         visnet_grad_scale: share of the visibility loss's gradient that flows from VisNet back into its
             inputs (the tokens and backbone features), in [0, 1]: ``0`` detaches them (the paper: the
@@ -270,15 +275,15 @@ class VisibilityMaskedReasoner(nn.Module):
 
     Attributes:
         in_dim, num_keypoints: as given.
-        visnet: :class:`visattn.visnet.VisNet`.
+        visnet: [`visattn.visnet.VisNet`][visattn.visnet.VisNet].
         vis_threshold: float32 scalar buffer, the operating threshold of the predicted visibility.
         embed: ``Linear(D, E)`` followed by ``ReLU``.
-        blocks: ``ModuleList`` of :class:`ReasonerBlock`.
+        blocks: ``ModuleList`` of [`ReasonerBlock`][visattn.reasoner.ReasonerBlock].
         norm: final norm (pre-norm) or ``Identity``.
         proj: ``Linear(E, D)``.
 
     Shapes:
-        tokens: ``(B, K, D)``; visible: ``(B, K)`` -> :class:`ReasonerOutput`.
+        tokens: ``(B, K, D)``; visible: ``(B, K)`` -> [`ReasonerOutput`][visattn.reasoner.ReasonerOutput].
 
     Example:
         >>> reasoner = VisibilityMaskedReasoner(48, 17, embed_dim=16, depth=2, num_heads=2)
@@ -399,7 +404,7 @@ class VisibilityMaskedReasoner(nn.Module):
             vis_logits: ``(N, K)`` VisNet logits on held-out data (not the training batches).
             visible: ``(N, K)`` COCO flags 0/1/2 (visible iff ``v == 2``) or bools.
             criterion: what the threshold maximises, see
-                :func:`visattn.metrics.calibrate_visibility_threshold`.
+                [`visattn.metrics.calibrate_visibility_threshold`][visattn.metrics.calibrate_visibility_threshold].
 
         Returns:
             the threshold now stored in ``vis_threshold``.
@@ -453,7 +458,7 @@ class VisibilityMaskedReasoner(nn.Module):
             return_attn: also return every block's attention maps (reference attention path).
 
         Returns:
-            :class:`ReasonerOutput` ``(tokens, vis_logits, mask, visible, attn)``.
+            [`ReasonerOutput`][visattn.reasoner.ReasonerOutput] ``(tokens, vis_logits, mask, visible, attn)``.
         """
         check_tensor("tokens", tokens, "B K D", floating=True, K=self.num_keypoints, D=self.in_dim)
         check_matches_parameters("tokens", tokens, self.embed.weight, "reasoner")
@@ -482,7 +487,8 @@ class VisibilityMaskedReasoner(nn.Module):
         features: torch.Tensor | None,
         return_attn: bool = False,
     ) -> ReasonerOutput:
-        """:meth:`forward` without the input checks (the adapters call it with checked inputs)."""
+        """[`forward`][visattn.reasoner.VisibilityMaskedReasoner.forward] without the input checks (the
+        adapters call it with checked inputs)."""
         gt_visible = None if flags is None else flags_to_visible(flags).to(tokens.device)  # (B, K) bool
         vis_logits = self._visnet_logits(tokens, features)  # (B, K)
         predicted = predicted_visible(vis_logits, self.vis_threshold)  # (B, K) bool

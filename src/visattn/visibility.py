@@ -2,7 +2,8 @@
 
 visattn speaks COCO flags at its boundary and bools inside: ``v = 0`` not labelled, ``v = 1`` labelled
 but occluded, ``v = 2`` labelled and visible. A keypoint is *visible* iff ``v == 2``; ``v = 0`` counts
-as occluded for visibility (the paper's footnote 1). :func:`flags_to_visible` is the one conversion.
+as occluded for visibility (the paper's footnote 1). [`flags_to_visible`][visattn.visibility.flags_to_visible]
+is the one conversion.
 """
 
 from __future__ import annotations
@@ -26,7 +27,8 @@ __all__ = [
     "visibility_mask",
 ]
 
-#: Where the visibility used for masking comes from (see :func:`select_visible`).
+#: Where the visibility used for masking comes from (see
+#: [`select_visible`][visattn.visibility.select_visible]).
 MASK_SOURCES = ("predicted", "ground_truth", "none", "mixed")
 
 
@@ -69,8 +71,9 @@ def predicted_visible(vis_logits: torch.Tensor, threshold: float | torch.Tensor 
     Args:
         vis_logits: ``(B, K)`` VisNet logits.
         threshold: probability threshold in (0, 1): a float (checked), or a scalar tensor such as the
-            calibrated ``vis_threshold`` buffer of :class:`~visattn.reasoner.VisibilityMaskedReasoner`
-            (not read on the host, so no device synchronisation).
+            calibrated ``vis_threshold`` buffer of
+            [`VisibilityMaskedReasoner`][visattn.reasoner.VisibilityMaskedReasoner] (not read on the host, so
+            no device synchronisation).
 
     Returns:
         ``(B, K)`` bool tensor.
@@ -108,7 +111,7 @@ def select_visible(
       training); in evaluation, the prediction.
 
     Args:
-        source: one of :data:`MASK_SOURCES`.
+        source: one of `MASK_SOURCES`.
         predicted: ``(B, K)`` bool predicted visibility.
         ground_truth: ``(B, K)`` bool ground-truth visibility, or ``None`` where the source needs none.
         training: training mode (only ``"mixed"`` depends on it).
@@ -155,8 +158,8 @@ def soft_visibility_mask(
 ) -> torch.Tensor:
     """The soft feature mask ``occluded_scale + (1 - occluded_scale) * p(visible)``.
 
-    An alternative to the hard :func:`visibility_mask`: a keypoint VisNet is unsure about is scaled
-    half-way instead of all or nothing, and no threshold is needed.
+    An alternative to the hard [`visibility_mask`][visattn.visibility.visibility_mask]: a keypoint VisNet is
+    unsure about is scaled half-way instead of all or nothing, and no threshold is needed.
 
     Args:
         vis_prob: ``(B, K)`` visibility probabilities in [0, 1] (``sigmoid(vis_logits)``).
@@ -181,7 +184,7 @@ def visibility_mask(
     """The feature mask: 1.0 for visible keypoints, ``occluded_scale`` for occluded ones.
 
     Args:
-        visible: ``(B, K)`` bool tensor (see :func:`flags_to_visible`).
+        visible: ``(B, K)`` bool tensor (see [`flags_to_visible`][visattn.visibility.flags_to_visible]).
         occluded_scale: factor applied to occluded keypoint features, in (0, 1].
         dtype: dtype of the returned mask.
 

@@ -1,17 +1,18 @@
 """VisNet: the per-keypoint visibility classifier.
 
 A small MLP shared over keypoints predicts one visibility logit per keypoint
-(``sigmoid(logit) >= threshold`` means visible, see :func:`visattn.visibility.predicted_visible`).
-The authors implement it as kernel-1 ``Conv1d`` layers over the keypoint axis; ``Linear`` layers on the
-last axis compute the same thing (:mod:`visattn.compat` converts the weights).
+(``sigmoid(logit) >= threshold`` means visible, see
+[`visattn.visibility.predicted_visible`][visattn.visibility.predicted_visible]). The authors implement it as
+kernel-1 ``Conv1d`` layers over the keypoint axis; ``Linear`` layers on the last axis compute the same thing
+([`visattn.compat`][visattn.compat] converts the weights).
 
 What VisNet sees (its *evidence*) is a choice:
 
 * the keypoint token alone (the paper: one ``Hf x Wf`` map per keypoint, ``D = Hf * Wf`` numbers);
 * plus, with ``feature_channels = C``, the backbone's ``C``-channel features *where the keypoint is*:
   the feature map pooled with the keypoint's own map as attention weights
-  (:func:`keypoint_evidence`), with the peak and normalised entropy of those weights (how sure the map
-  is of one location);
+  ([`keypoint_evidence`][visattn.visnet.keypoint_evidence]), with the peak and normalised entropy of those
+  weights (how sure the map is of one location);
 * plus, with ``context_depth > 0``, the other keypoints: self-attention blocks over the K hidden
   vectors (occlusion is spatially coherent: an occluder hides neighbouring joints together).
 
@@ -89,12 +90,13 @@ class VisNet(nn.Module):
     """Per-keypoint MLP ``evidence -> hidden[0] -> ... -> 1`` giving one visibility logit per keypoint.
 
     The evidence is the keypoint token (``D``), plus the pooled backbone features (``C + 2``, see
-    :func:`keypoint_evidence`) when ``feature_channels`` is set; with ``context_depth > 0`` that many
-    self-attention blocks over the K keypoints follow the first hidden layer. ``VisNet(D)`` is the paper's
-    network (``D -> 64 -> 32 -> 1``, token only).
+    [`keypoint_evidence`][visattn.visnet.keypoint_evidence]) when ``feature_channels`` is set; with
+    ``context_depth > 0`` that many self-attention blocks over the K keypoints follow the first hidden layer.
+    ``VisNet(D)`` is the paper's network (``D -> 64 -> 32 -> 1``, token only).
 
-    The input is **not** detached here: :class:`visattn.reasoner.VisibilityMaskedReasoner` detaches
-    what it feeds to VisNet (by default) so that the visibility loss does not train the backbone.
+    The input is **not** detached here:
+    [`visattn.reasoner.VisibilityMaskedReasoner`][visattn.reasoner.VisibilityMaskedReasoner] detaches what it
+    feeds to VisNet (by default) so that the visibility loss does not train the backbone.
 
     Initialisation: Xavier-uniform weights and zero biases (PyTorch's default Kaiming-uniform with
     ``a=sqrt(5)`` gives the 3072-wide first layer a needlessly small output scale); the context blocks
@@ -205,7 +207,8 @@ class VisNet(nn.Module):
         return self._forward(tokens, features)
 
     def _forward(self, tokens: torch.Tensor, features: torch.Tensor | None) -> torch.Tensor:
-        """:meth:`forward` without the input checks (the reasoner calls it with checked inputs)."""
+        """[`forward`][visattn.visnet.VisNet.forward] without the input checks (the reasoner calls it with
+        checked inputs)."""
         x = tokens
         if self.feature_channels and features is not None:
             x = torch.cat([tokens, keypoint_evidence(tokens, features).to(tokens.dtype)], dim=-1)

@@ -8,13 +8,13 @@ person, ``(N, K, 2)`` or a list of N ``(K, 2)`` arrays for several; per-keypoint
 probabilities, scores) are ``(K,)``, resp. ``(N, K)``. Every array argument (``ArrayOrTensor`` in the
 signatures) is a numpy array, a nested list or a torch tensor (any device, any real dtype, ``bfloat16``
 included). Images are ``(H, W, 3)`` uint8 RGB. A keypoint set (``KeypointSet``) is a
-:class:`~visattn.keypoints.KeypointInfo`, a registered name such as ``"coco"`` or a keypoint set file.
+[`KeypointInfo`][visattn.keypoints.KeypointInfo], a registered name such as ``"coco"`` or a keypoint set file.
 
 What a pose drawing shows:
 
-- **colour**: the body side of a keypoint and of a skeleton edge, :data:`SIDE_COLOURS` (left, right,
-  centre; :func:`keypoint_sides` says how the side is found). An edge from the centre to one side takes
-  that side's colour; an edge joining left and right is a centre edge.
+- **colour**: the body side of a keypoint and of a skeleton edge, [`SIDE_COLOURS`][visattn.viz.SIDE_COLOURS]
+  (left, right, centre; [`keypoint_sides`][visattn.viz.keypoint_sides] says how the side is found). An edge
+  from the centre to one side takes that side's colour; an edge joining left and right is a centre edge.
 - **fill**: filled marker = visible, hollow marker = occluded. Edges that touch an occluded keypoint
   are dashed. With COCO flags (``flags``: 0 unlabelled, 1 occluded, 2 visible) unlabelled keypoints
   are not drawn; with predicted visibility probabilities (``vis_probs``) a keypoint is visible iff
@@ -22,9 +22,10 @@ What a pose drawing shows:
 - **ground truth** (``gt_keypoints``): white diamonds (hollow when ``gt_flags`` says occluded) on a thin
   dashed white skeleton, and a red error line from each predicted keypoint to its labelled ground truth.
 
-Functions create a new :class:`matplotlib.figure.Figure` when no ``ax=`` is given; that figure is not
-registered with pyplot (no global state changes, nothing to close); write it with :func:`save_figure`.
-To show it in a pyplot session, draw into ``ax=plt.subplots()[1]`` instead.
+Functions create a new `matplotlib.figure.Figure` when no ``ax=`` is given; that figure is not
+registered with pyplot (no global state changes, nothing to close); write it with
+[`save_figure`][visattn.viz.save_figure]. To show it in a pyplot session, draw into ``ax=plt.subplots()[1]``
+instead.
 
 Example:
     >>> import numpy as np
@@ -113,8 +114,8 @@ def keypoint_sides(keypoint_info: KeypointSet) -> tuple[Side, ...]:
     named side takes the other one. Everything else (nose, neck, unpaired points) is ``"centre"``.
 
     Args:
-        keypoint_info: a :class:`~visattn.keypoints.KeypointInfo`, a registered name or a keypoint set
-            file (as :func:`~visattn.keypoints.get_keypoint_info` takes).
+        keypoint_info: a [`KeypointInfo`][visattn.keypoints.KeypointInfo], a registered name or a keypoint set
+            file (as [`get_keypoint_info`][visattn.keypoints.get_keypoint_info] takes).
 
     Returns:
         a tuple of length K.
@@ -488,14 +489,15 @@ def draw_pose(
     Which keypoints are drawn: those with finite coordinates and, when ``flags`` is given, a flag
     ``v > 0``. Which are drawn as visible (filled): ``vis_probs >= threshold`` when ``vis_probs`` is
     given, else ``flags == 2`` when ``flags`` is given, else all. Colours follow the body side
-    (:data:`SIDE_COLOURS`, :func:`keypoint_sides`); edges touching an occluded keypoint are dashed.
+    ([`SIDE_COLOURS`][visattn.viz.SIDE_COLOURS], [`keypoint_sides`][visattn.viz.keypoint_sides]); edges
+    touching an occluded keypoint are dashed.
 
     Args:
         image: ``(H, W, 3)`` uint8 RGB image (the axes then span it and hide their frame), or None
             (equal-aspect axes in pixel units, y pointing down as in an image).
         keypoints: ``(K, 2)`` keypoints ``(x, y)`` in image pixels for one person, or ``(N, K, 2)`` /
             a list of N ``(K, 2)`` for several.
-        keypoint_info: the keypoint set: a :class:`~visattn.keypoints.KeypointInfo`, a registered name
+        keypoint_info: the keypoint set: a [`KeypointInfo`][visattn.keypoints.KeypointInfo], a registered name
             (``"coco"``) or a keypoint set file.
         flags: COCO flags of ``keypoints``, ``(K,)`` / ``(N, K)``: 0 unlabelled (not drawn), 1 occluded
             (hollow), 2 visible (filled); a bool visible mask reads as 2 (True) / 1 (False).
@@ -652,7 +654,8 @@ def draw_attention(
         attn: ``(K, K)`` attention weights (rows = queries, each row non-negative and summing to 1), e.g.
             one instance of ``ReasonerOutput.attn[-1]`` averaged over its heads:
             ``out.attn[-1][0].mean(0)``.
-        keypoint_info: the keypoint set (a :class:`~visattn.keypoints.KeypointInfo`, a name or a file).
+        keypoint_info: the keypoint set (a [`KeypointInfo`][visattn.keypoints.KeypointInfo], a name or a
+            file).
         visible: optional ``(K,)`` visibility (bools, or COCO flags 0/1/2: visible iff ``v == 2``):
             keypoints are regrouped visible | occluded (each group in keypoint order) and the groups
             separated by lines, as the paper's attention figure.

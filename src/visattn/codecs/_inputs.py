@@ -41,7 +41,7 @@ def check_codec_flags(flags: torch.Tensor, spec: str, **sizes: int | None) -> to
 
     Integer flags are range-checked with one ``aminmax`` (the encoders run once per sample in a
     DataLoader, so the per-call op count matters); other dtypes go through the full
-    :func:`~visattn._checks.check_flags`, which also builds the error messages.
+    `check_flags`, which also builds the error messages.
     """
     fl = check_tensor("flags", flags, spec, **sizes)  # type: ignore[arg-type]
     if fl.dtype == torch.bool:
@@ -59,7 +59,7 @@ def check_codec_flags(flags: torch.Tensor, spec: str, **sizes: int | None) -> to
 def batch_keypoints(keypoints: Any, flags: Any) -> tuple[torch.Tensor, torch.Tensor, bool]:
     """Validate keypoints/flags and return them batched as ``(B, K, 2)``, ``(B, K)`` + unbatched flag.
 
-    Finiteness of the labelled keypoints is checked by :func:`labelled_keypoints`.
+    Finiteness of the labelled keypoints is checked by `labelled_keypoints`.
     """
     if not isinstance(keypoints, torch.Tensor):
         raise TypeError(

@@ -8,7 +8,8 @@ at ``x = j s``), not the area-aligned ``(x + 0.5) / s - 0.5``; pretrained heatma
 flip-test shift assume it.
 
 Visibility flags are COCO flags at this boundary: ``v = 0`` not labelled, ``v = 1`` labelled but
-occluded, ``v = 2`` labelled and visible (see :func:`visattn.visibility.flags_to_visible`).
+occluded, ``v = 2`` labelled and visible (see
+[`visattn.visibility.flags_to_visible`][visattn.visibility.flags_to_visible]).
 
 Shape alphabet: B batch, K keypoints, Hf x Wf heatmap, H x W input crop.
 """
@@ -45,12 +46,12 @@ __all__ = [
 ]
 
 
-#: Sub-pixel refinements of :func:`heatmap_decode`.
+#: Sub-pixel refinements of [`heatmap_decode`][visattn.codecs.heatmap_decode].
 REFINEMENTS = ("quarter", "dark")
 
 
 class HeatmapTargets(NamedTuple):
-    """Training targets produced by :func:`heatmap_encode`.
+    """Training targets produced by [`heatmap_encode`][visattn.codecs.heatmap_encode].
 
     Attributes:
         heatmaps: ``(B, K, Hf, Wf)`` Gaussian heatmaps with peak value 1 (all zero where weight is 0).
@@ -95,8 +96,8 @@ def heatmap_encode(
         sigma: Gaussian standard deviation in heatmap cells (2 at 64x48).
 
     Returns:
-        :class:`HeatmapTargets` ``(heatmaps (B, K, Hf, Wf), weights (B, K))`` in float32 (float64 for
-        float64 keypoints); unbatched input gives unbatched output.
+        [`HeatmapTargets`][visattn.codecs.HeatmapTargets] ``(heatmaps (B, K, Hf, Wf), weights (B, K))`` in
+        float32 (float64 for float64 keypoints); unbatched input gives unbatched output.
 
     Example:
         >>> t = heatmap_encode(torch.tensor([[8.0, 4.0]]), torch.tensor([2]), (32, 24), (8, 6))
@@ -118,7 +119,7 @@ def _heatmap_encode(
     heatmap_size: tuple[int, int],
     sigma: float,
 ) -> HeatmapTargets:
-    """:func:`heatmap_encode` with validated hyper-parameters."""
+    """[`heatmap_encode`][visattn.codecs.heatmap_encode] with validated hyper-parameters."""
     kp, fl, unbatched = batch_keypoints(keypoints, flags)
     (height, width), (hm_h, hm_w) = input_size, heatmap_size
     labelled, mu = labelled_keypoints(kp, fl)
@@ -340,8 +341,8 @@ class HeatmapCodec:
         input_size: crop size ``(H, W)``.
         heatmap_size: heatmap size ``(Hf, Wf)`` (``(64, 48)`` for 256x192 crops).
         sigma: Gaussian standard deviation in heatmap cells.
-        refinement: sub-pixel refinement of :meth:`decode`, ``"quarter" | "dark"`` (see
-            :func:`heatmap_decode`).
+        refinement: sub-pixel refinement of [`decode`][visattn.codecs.HeatmapCodec.decode],
+            ``"quarter" | "dark"`` (see [`heatmap_decode`][visattn.codecs.heatmap_decode]).
         blur_kernel_size: smoothing kernel of ``"dark"`` (odd, or 0).
 
     Attributes:
@@ -381,7 +382,8 @@ class HeatmapCodec:
         )
 
     def encode(self, keypoints: torch.Tensor, flags: torch.Tensor) -> HeatmapTargets:
-        """Encode crop-px ``keypoints (B, K, 2)`` + COCO ``flags (B, K)``; see :func:`heatmap_encode`.
+        """Encode crop-px ``keypoints (B, K, 2)`` + COCO ``flags (B, K)``; see
+        [`heatmap_encode`][visattn.codecs.heatmap_encode].
 
         Example:
             >>> HeatmapCodec((8, 8), (4, 4)).encode(torch.zeros(3, 2), torch.ones(3)).heatmaps.shape
@@ -393,7 +395,8 @@ class HeatmapCodec:
         check_trailing_size("heatmaps", heatmaps, self.heatmap_size, "(B, K, Hf, Wf)", "(Hf, Wf)")
 
     def decode(self, heatmaps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Decode ``(B, K, Hf, Wf)`` (or unbatched) heatmaps; see :func:`heatmap_decode`.
+        """Decode ``(B, K, Hf, Wf)`` (or unbatched) heatmaps; see
+        [`heatmap_decode`][visattn.codecs.heatmap_decode].
 
         Example:
             >>> kp, score = HeatmapCodec((8, 8), (4, 4)).decode(torch.rand(2, 3, 4, 4))
@@ -408,7 +411,8 @@ class HeatmapCodec:
     def flip_back(
         self, heatmaps: torch.Tensor, flip_index: Sequence[int] | torch.Tensor, *, shift: bool = True
     ) -> torch.Tensor:
-        """Flip-test helper checking the heatmap size; see :func:`heatmap_flip_back`.
+        """Flip-test helper checking the heatmap size; see
+        [`heatmap_flip_back`][visattn.codecs.heatmap_flip_back].
 
         Example:
             >>> HeatmapCodec((8, 8), (4, 4)).flip_back(torch.rand(2, 4, 4), [1, 0]).shape

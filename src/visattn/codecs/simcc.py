@@ -10,8 +10,9 @@ coordinate ``i``, and crop ``x`` maps to bin coordinate ``x * r``. Decoding divi
 ``r``, so encode -> decode recovers a keypoint to within ``0.5 / r`` pixels.
 
 Visibility flags are COCO flags at this boundary: ``v = 0`` not labelled, ``v = 1`` labelled but
-occluded, ``v = 2`` labelled and visible (see :func:`visattn.visibility.flags_to_visible` for the bool
-``visible`` used inside the package). Both labelled kinds get weight 1 here.
+occluded, ``v = 2`` labelled and visible (see
+[`visattn.visibility.flags_to_visible`][visattn.visibility.flags_to_visible] for the bool ``visible`` used
+inside the package). Both labelled kinds get weight 1 here.
 
 Shape alphabet: B batch, K keypoints, Wx / Hy SimCC bins, H x W input crop.
 """
@@ -68,7 +69,7 @@ def simcc_num_bins(input_size: tuple[int, int], split_ratio: float = 2.0) -> tup
 
 
 class SimCCTargets(NamedTuple):
-    """Training targets produced by :func:`simcc_encode`.
+    """Training targets produced by [`simcc_encode`][visattn.codecs.simcc_encode].
 
     Attributes:
         x_labels: ``(B, K, Wx)`` horizontal labels (all zero where the weight is 0).
@@ -140,8 +141,9 @@ def simcc_encode(
             peak of 1.
 
     Returns:
-        :class:`SimCCTargets` ``(x_labels (B, K, Wx), y_labels (B, K, Hy), weights (B, K))`` in
-        float32 (float64 for float64 keypoints); unbatched input gives unbatched output.
+        [`SimCCTargets`][visattn.codecs.SimCCTargets]
+        ``(x_labels (B, K, Wx), y_labels (B, K, Hy), weights (B, K))`` in float32 (float64 for float64
+        keypoints); unbatched input gives unbatched output.
 
     Raises:
         TypeError: non-tensor or non-floating keypoints, bool flags, bad hyper-parameter types.
@@ -172,7 +174,8 @@ def _simcc_encode(
     sigma: tuple[float, float],
     normalize: bool,
 ) -> SimCCTargets:
-    """:func:`simcc_encode` with validated hyper-parameters (``num_bins = (Wx, Hy)``)."""
+    """[`simcc_encode`][visattn.codecs.simcc_encode] with validated hyper-parameters
+    (``num_bins = (Wx, Hy)``)."""
     kp, fl, unbatched = batch_keypoints(keypoints, flags)
     (num_x, num_y), (sigma_x, sigma_y) = num_bins, sigma
     labelled, mu = labelled_keypoints(kp, fl)
@@ -262,8 +265,9 @@ def simcc_flip_back(
     """Bring logits predicted on a horizontally flipped crop back to the original crop.
 
     Flips the x bins (bin ``i`` <- bin ``Wx - 1 - i``) and permutes keypoints by ``flip_index``
-    (``out[:, k] = in[:, flip_index[k]]``, e.g. :attr:`visattn.keypoints.KeypointInfo.flip_index`); y
-    logits are only permuted.
+    (``out[:, k] = in[:, flip_index[k]]``, e.g.
+    [`visattn.keypoints.KeypointInfo.flip_index`][visattn.keypoints.KeypointInfo.flip_index]); y logits are
+    only permuted.
 
     ``shift=False`` is MMPose's ``flip_vectors`` (its SimCC flip test has no shift). ``shift=True``
     reproduces the authors' flip test: the flipped-back x logits move **one bin toward bin 0**
@@ -361,7 +365,8 @@ class SimCCCodec:
         )
 
     def encode(self, keypoints: torch.Tensor, flags: torch.Tensor) -> SimCCTargets:
-        """Encode crop-px ``keypoints (B, K, 2)`` + COCO ``flags (B, K)``; see :func:`simcc_encode`.
+        """Encode crop-px ``keypoints (B, K, 2)`` + COCO ``flags (B, K)``; see
+        [`simcc_encode`][visattn.codecs.simcc_encode].
 
         Example:
             >>> SimCCCodec((4, 3)).encode(torch.zeros(1, 2), torch.tensor([1])).x_labels.shape
@@ -375,7 +380,8 @@ class SimCCCodec:
         check_trailing_size("y_logits", y_logits, (self.num_y_bins,), "(B, K, Hy)", "Hy")
 
     def decode(self, x_logits: torch.Tensor, y_logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Decode ``(B, K, Wx)``/``(B, K, Hy)`` logits (or unbatched); see :func:`simcc_decode`.
+        """Decode ``(B, K, Wx)``/``(B, K, Hy)`` logits (or unbatched); see
+        [`simcc_decode`][visattn.codecs.simcc_decode].
 
         Example:
             >>> codec = SimCCCodec((4, 3))
@@ -394,7 +400,7 @@ class SimCCCodec:
         *,
         shift: bool = True,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Flip-test helper checking the bin counts; see :func:`simcc_flip_back`.
+        """Flip-test helper checking the bin counts; see [`simcc_flip_back`][visattn.codecs.simcc_flip_back].
 
         Example:
             >>> fx, fy = SimCCCodec((4, 3)).flip_back(torch.zeros(2, 6), torch.zeros(2, 8), [1, 0])

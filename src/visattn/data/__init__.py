@@ -1,5 +1,6 @@
 """Data pipeline: synthetic occluded-pose sets, top-down COCO datasets, batch collation, crop geometry,
-occlusion augmentation that produces visibility labels (:func:`occlude_batch`, :class:`RandomOcclusion`).
+occlusion augmentation that produces visibility labels ([`occlude_batch`][visattn.data.occlude_batch],
+[`RandomOcclusion`][visattn.data.RandomOcclusion]).
 
 Fast training path: ``TopDownCocoDataset(..., codec=None, image_dtype="uint8")`` with
 ``DataLoader(..., collate_fn=TopDownCollate(codec))`` (targets encoded once per batch, images

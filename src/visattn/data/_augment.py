@@ -101,7 +101,7 @@ def half_body_box(
 
     Args:
         keypoints: ``(K, 2)`` image px; flags: ``(K,)`` COCO flags; upper_mask: ``(K,)`` bool.
-        lower_mask: ``(K,)`` bool lower-body keypoints (:attr:`visattn.keypoints.KeypointInfo.lower_body`);
+        lower_mask: ``(K,)`` bool lower-body keypoints (`visattn.keypoints.KeypointInfo.lower_body`);
             ``None``: every keypoint that is not upper body. Keypoints in neither (a whole-body set's
             face and hands) are in no half.
 

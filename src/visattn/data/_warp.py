@@ -10,7 +10,8 @@ __all__ = ["crop_matrix"]
 
 
 def crop_matrix(center: np.ndarray, scale_w: float, rotation: float, size: tuple[int, int]) -> np.ndarray:
-    """The ``(2, 3)`` image -> crop matrix of :func:`visattn.data.transforms.get_affine_matrix`.
+    """The ``(2, 3)`` image -> crop matrix of
+    [`visattn.data.transforms.get_affine_matrix`][visattn.data.transforms.get_affine_matrix].
 
     Example:
         >>> crop_matrix(np.array([50.0, 40.0]), 96.0, 0.0, (256, 192)).round(3).tolist()

@@ -1,6 +1,6 @@
 """Batch collation for top-down samples, with codec targets encoded once per batch.
 
-The recommended fast training path: build :class:`~visattn.data.TopDownCocoDataset` with
+The recommended fast training path: build [`TopDownCocoDataset`][visattn.data.TopDownCocoDataset] with
 ``codec=None`` and ``image_dtype="uint8"``, and pass ``collate_fn=TopDownCollate(codec)`` to the
 DataLoader. Each sample then carries only the crop, keypoints, flags and meta; the collate stacks them
 (``default_collate`` semantics for every key), normalises the uint8 images of the whole batch at once and
@@ -39,14 +39,15 @@ class TopDownCollate:
 
     - ``image``: when ``normalize`` is set and the samples hold uint8 RGB crops ``(3, H, W)``
       (``image_dtype="uint8"``), the batch is converted to float32 ImageNet-normalised ``(B, 3, H, W)``
-      with :func:`~visattn.data.normalize_images` arithmetic, bitwise equal to the dataset's float32
-      images; float images are stacked unchanged;
+      with [`normalize_images`][visattn.data.normalize_images] arithmetic, bitwise equal to the dataset's
+      float32 images; float images are stacked unchanged;
     - with a ``codec``: ``codec.encode(batch["keypoints"] (B, K, 2), batch["flags"] (B, K))`` (COCO
       flags 0/1/2: v == 2 visible, v == 1 occluded, v == 0 unlabelled) runs once for the batch; the
       targets NamedTuple it returns is ``batch["targets"]`` as it is (e.g.
-      :class:`~visattn.codecs.SimCCTargets` ``(x_labels (B, K, Wx), y_labels (B, K, Hy), weights (B, K))``)
-      and its ``weights`` (as float32) replace the dataset's codec-free weights. The samples must not
-      already hold targets (build the dataset with ``codec=None``). A head (``model.head``) is a codec.
+      [`SimCCTargets`][visattn.codecs.SimCCTargets]
+      ``(x_labels (B, K, Wx), y_labels (B, K, Hy), weights (B, K))``) and its ``weights`` (as float32) replace
+      the dataset's codec-free weights. The samples must not already hold targets (build the dataset with
+      ``codec=None``). A head (``model.head``) is a codec.
 
     The result equals the per-sample path (dataset with the same codec, ``image_dtype="float32"``,
     default collate) to float rounding (the codecs are elementwise, so batching changes no formula).
@@ -54,9 +55,9 @@ class TopDownCollate:
 
     Args:
         codec: ``None`` or a codec with a batched ``encode(keypoints (B, K, 2), flags (B, K))``
-            (:class:`~visattn.codecs.SimCCCodec`, :class:`~visattn.codecs.HeatmapCodec`).
+            ([`SimCCCodec`][visattn.codecs.SimCCCodec], [`HeatmapCodec`][visattn.codecs.HeatmapCodec]).
         normalize: convert uint8 images to float32 ImageNet-normalised ones (``False`` keeps uint8,
-            e.g. to normalise on the GPU with :func:`~visattn.data.normalize_images`).
+            e.g. to normalise on the GPU with [`normalize_images`][visattn.data.normalize_images]).
 
     Example:
         >>> import tempfile

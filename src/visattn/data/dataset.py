@@ -6,14 +6,14 @@ rotation augmentation are folded into that single matrix, and the keypoints are 
 same matrix in one vectorised step. Randomness comes from a per-item generator
 ``numpy.random.default_rng([seed, epoch, index])``, so a sample depends only on ``(seed, epoch,
 index)``: not on the number of DataLoader workers, their order, or a DistributedSampler's sharding.
-Call :meth:`TopDownCocoDataset.set_epoch` at the start of each epoch (the DataLoader copies the dataset
-into its workers when an epoch's iterator starts; with ``persistent_workers=True`` the workers keep the
-epoch they started with).
+Call [`TopDownCocoDataset.set_epoch`][visattn.data.TopDownCocoDataset.set_epoch] at the start of each epoch
+(the DataLoader copies the dataset into its workers when an epoch's iterator starts; with
+``persistent_workers=True`` the workers keep the epoch they started with).
 
 Fast path for training: build the dataset with ``codec=None, image_dtype="uint8"`` and give the
-DataLoader a :class:`visattn.data.TopDownCollate` holding the codec; it encodes the targets of the
-whole batch in one vectorised call and normalises the images batch-wise, producing the same batch as the
-per-sample path (see :mod:`visattn.data.collate`).
+DataLoader a [`visattn.data.TopDownCollate`][visattn.data.TopDownCollate] holding the codec; it encodes the
+targets of the whole batch in one vectorised call and normalises the images batch-wise, producing the same
+batch as the per-sample path (see `visattn.data.collate`).
 
 Shape alphabet: K keypoints, H x W input crop, B batch.
 """
@@ -63,12 +63,13 @@ class ImageReadError(OSError):
 
 
 class KeypointCodec(Protocol):
-    """What the dataset and :class:`~visattn.data.TopDownCollate` need from a codec (SimCC / heatmap).
+    """What the dataset and [`TopDownCollate`][visattn.data.TopDownCollate] need from a codec (SimCC /
+    heatmap).
 
     ``encode(keypoints (K, 2) crop px, flags (K,))`` (the dataset) or ``encode(keypoints (B, K, 2),
     flags (B, K))`` (the collate) returns a NamedTuple whose ``weights`` field is the per-keypoint loss
     weight; the sample / batch holds it as it is under ``targets``. A head
-    (:class:`visattn.heads.PoseHead`) is a codec too.
+    ([`visattn.heads.PoseHead`][visattn.heads.PoseHead]) is a codec too.
     """
 
     def encode(self, keypoints: torch.Tensor, flags: torch.Tensor) -> Any: ...  # a NamedTuple with weights
@@ -78,8 +79,8 @@ def normalize_images(images: torch.Tensor) -> torch.Tensor:
     """Convert RGB uint8 images to float32 ImageNet-normalised ones: ``(v / 255 - mean) / std``.
 
     Computed as ``v * (1 / (255 std)) + (-mean / std)`` in float32, the same op order as
-    :class:`TopDownCocoDataset` with ``image_dtype="float32"``, so both give bitwise equal images. On a
-    GPU, normalising after the host-to-device copy moves 4x fewer bytes.
+    [`TopDownCocoDataset`][visattn.data.TopDownCocoDataset] with ``image_dtype="float32"``, so both give
+    bitwise equal images. On a GPU, normalising after the host-to-device copy moves 4x fewer bytes.
 
     Args:
         images: ``(..., 3, H, W)`` uint8 RGB, e.g. ``(B, 3, H, W)`` or ``(3, H, W)``, on any device.
@@ -289,9 +290,9 @@ def _truncation(data: bytes) -> str | None:
 def _decode_image(path: str, expected: tuple[int, int]) -> np.ndarray:
     """Decode ``path`` to BGR uint8 in its stored pixel orientation (EXIF orientation is ignored).
 
-    Every failure is an :class:`ImageReadError` naming the file: missing or unreadable, truncated
-    JPEG / PNG, an OpenCV decode error (e.g. a header claiming a huge size), or a size that differs
-    from ``expected`` ``(height, width)`` of the annotation file (0: not checked).
+    Every failure is an [`ImageReadError`][visattn.data.ImageReadError] naming the file: missing or
+    unreadable, truncated JPEG / PNG, an OpenCV decode error (e.g. a header claiming a huge size), or a size
+    that differs from ``expected`` ``(height, width)`` of the annotation file (0: not checked).
     """
     cv2 = require_cv2()
     try:
@@ -333,7 +334,7 @@ class TopDownCocoDataset(Dataset[dict[str, torch.Tensor]]):
     """Top-down person crops from a COCO ``person_keypoints`` file (any keypoint set).
 
     Person boxes come from the ground truth (annotations that are crowd, have no labelled keypoint,
-    or whose box clipped to the image has zero area are skipped and counted in :attr:`stats`) or from a
+    or whose box clipped to the image has zero area are skipped and counted in `stats`) or from a
     detection-results file (``[{"image_id", "bbox", "score", "category_id"}]``; boxes with
     ``score >= det_score_threshold`` are kept, ``ann_id`` is -1 and keypoints / flags are zeros). A box
     ``(x, y, w, h)`` becomes ``center`` and ``scale`` (aspect ratio ``W / H`` of ``input_size``,
@@ -343,7 +344,8 @@ class TopDownCocoDataset(Dataset[dict[str, torch.Tensor]]):
 
     - ``image (3, H, W)`` float32, RGB, ImageNet-normalised (``image_dtype="float32"``), or the raw
       RGB crop as uint8 (``image_dtype="uint8"``: normalise it batch-wise with
-      :class:`~visattn.data.TopDownCollate` or :func:`normalize_images`, e.g. on the GPU);
+      [`TopDownCollate`][visattn.data.TopDownCollate] or [`normalize_images`][visattn.data.normalize_images],
+      e.g. on the GPU);
     - ``keypoints (K, 2)`` crop px (zeros where the flag is 0);
     - ``flags (K,)`` int64 original COCO flags (0 unlabelled, 1 occluded, 2 visible; a keypoint is
       visible iff v == 2), permuted with the keypoints on flip and never changed by the crop: a labelled
@@ -351,7 +353,7 @@ class TopDownCocoDataset(Dataset[dict[str, torch.Tensor]]):
     - ``weights (K,)`` float32: the codec's weights, or without a codec ``v > 0`` and inside the crop
       (``0 <= x < W``, ``0 <= y < H``);
     - ``targets``: what the codec's ``encode`` returns, as it is (a NamedTuple such as
-      :class:`~visattn.codecs.SimCCTargets`; the DataLoader's default collation batches it field by
+      [`SimCCTargets`][visattn.codecs.SimCCTargets]; the DataLoader's default collation batches it field by
       field), only with a codec (or a head: ``codec=model.head``);
     - meta: ``image_id``, ``ann_id`` (-1 for detections), ``index`` (the sample's index in the dataset:
       unique per instance, also for detections), ``center (2,)``, ``scale (2,)`` (crop size ``(w, h)``
@@ -361,15 +363,17 @@ class TopDownCocoDataset(Dataset[dict[str, torch.Tensor]]):
       ``x' = w_img - 1 - x``), ``bbox_score ()``, ``area ()``, ``replaced ()`` bool (True when this
       index's image was unreadable and ``on_error="skip"`` substituted another sample).
 
-    Map predictions back with :func:`visattn.data.transforms.crop_to_image`.
+    Map predictions back with
+    [`visattn.data.transforms.crop_to_image`][visattn.data.transforms.crop_to_image].
 
-    Errors: with ``on_error="raise"`` a missing or undecodable image raises :class:`ImageReadError`
-    naming the file, the sample index, image id and annotation id (inside a DataLoader worker the
-    re-raised error carries the same text). With ``on_error="skip"`` the sample is replaced by the next
-    readable index (``index + 1, index + 2, ...`` modulo the length: deterministic), ``replaced`` is set
-    and :attr:`skipped` counts the unreadable files. DataLoader workers hold copies of the dataset, so
-    their :attr:`skipped` never reaches the main process: count ``batch["replaced"].sum()`` over the
-    epoch, and list the files with :meth:`find_unreadable_images` in the main process.
+    Errors: with ``on_error="raise"`` a missing or undecodable image raises
+    [`ImageReadError`][visattn.data.ImageReadError] naming the file, the sample index, image id and annotation
+    id (inside a DataLoader worker the re-raised error carries the same text). With ``on_error="skip"`` the
+    sample is replaced by the next readable index (``index + 1, index + 2, ...`` modulo the length:
+    deterministic), ``replaced`` is set and `skipped` counts the unreadable files. DataLoader workers hold
+    copies of the dataset, so their `skipped` never reaches the main process: count
+    ``batch["replaced"].sum()`` over the epoch, and list the files with
+    [`find_unreadable_images`][visattn.data.TopDownCocoDataset.find_unreadable_images] in the main process.
 
     ``cache_images=True`` keeps every decoded image (BGR uint8) in a per-process dict: each DataLoader
     worker builds its own cache (memory grows with the number of workers, and the caches are dropped
@@ -378,21 +382,22 @@ class TopDownCocoDataset(Dataset[dict[str, torch.Tensor]]):
     Args:
         ann_file: COCO keypoint annotation JSON.
         image_root: folder that ``images[].file_name`` is relative to.
-        keypoint_info: ``"coco"``, ``"crowdpose"`` or a :class:`~visattn.keypoints.KeypointInfo`.
+        keypoint_info: ``"coco"``, ``"crowdpose"`` or a [`KeypointInfo`][visattn.keypoints.KeypointInfo].
         input_size: crop size ``(H, W)``.
         codec: ``None`` or an object with ``encode(keypoints (K, 2), flags (K,))`` (SimCC / heatmap codec).
-            Faster: ``None`` here and the codec in a :class:`~visattn.data.TopDownCollate`.
+            Faster: ``None`` here and the codec in a [`TopDownCollate`][visattn.data.TopDownCollate].
         train: apply ``augment`` (otherwise crops are deterministic and unaugmented).
         det_file: detection-results JSON, or None for ground-truth boxes.
         det_score_threshold: minimum detection score kept.
-        augment: augmentation settings (default :class:`AugmentConfig()` when ``train``).
+        augment: augmentation settings (default [`AugmentConfig()`][visattn.data.AugmentConfig] when
+            ``train``).
         seed: base seed of the per-item generators.
         on_error: ``"raise"`` or ``"skip"`` for unreadable images.
         cache_images: keep decoded images in memory.
         image_dtype: ``"float32"`` (normalised) or ``"uint8"`` (raw RGB crop, 4x less memory and IPC).
-        occlusion: a :class:`~visattn.data.RandomOcclusion` applied to the warped crop when ``train``
-            (before target encoding, per-sample randomness): ``flags`` are then the updated ones and the
-            sample gains ``covered (K,)`` bool; ``None`` (default) changes nothing.
+        occlusion: a [`RandomOcclusion`][visattn.data.RandomOcclusion] applied to the warped crop when
+            ``train`` (before target encoding, per-sample randomness): ``flags`` are then the updated ones and
+            the sample gains ``covered (K,)`` bool; ``None`` (default) changes nothing.
         allow_outside_root: accept ``file_name`` entries that resolve outside ``image_root`` (absolute
             paths or ``..``); refused by default.
 
@@ -497,7 +502,7 @@ class TopDownCocoDataset(Dataset[dict[str, torch.Tensor]]):
 
     # ------------------------------------------------------------------ loading
     def _load(self, det_score_threshold: float) -> None:
-        """Read and validate the annotation (and detection) file once; see :func:`_check_annotation`."""
+        """Read and validate the annotation (and detection) file once; see `_check_annotation`."""
         k = self.keypoint_info.num_keypoints
         file = self.ann_file
         data = read_json(file, "ann_file")

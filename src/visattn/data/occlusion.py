@@ -1,10 +1,11 @@
 """Occlusion augmentation that produces visibility labels: occluders pasted over person crops.
 
-:func:`occlude_batch` pastes random occluders over a batch of top-down crops and updates the COCO
-visibility flags (0 unlabelled, 1 labelled but occluded, 2 labelled and visible; a keypoint is visible
-iff v == 2): a labelled keypoint (v in {1, 2}) that an occluder covers becomes v = 1, v = 0 stays 0, and
-keypoint coordinates are never changed. :class:`RandomOcclusion` holds the hyper-parameters, calls the
-function on batches and offers a per-sample numpy path for :class:`~visattn.data.TopDownCocoDataset`.
+[`occlude_batch`][visattn.data.occlude_batch] pastes random occluders over a batch of top-down crops and
+updates the COCO visibility flags (0 unlabelled, 1 labelled but occluded, 2 labelled and visible; a keypoint
+is visible iff v == 2): a labelled keypoint (v in {1, 2}) that an occluder covers becomes v = 1, v = 0 stays
+0, and keypoint coordinates are never changed. [`RandomOcclusion`][visattn.data.RandomOcclusion] holds the
+hyper-parameters, calls the function on batches and offers a per-sample numpy path for
+[`TopDownCocoDataset`][visattn.data.TopDownCocoDataset].
 
 It serves as augmentation (``label_mode="update"``: the true flags, covered -> 1) and as the only source
 of visibility labels for a set without flags (``label_mode="coverage"``: every labelled keypoint becomes
@@ -35,7 +36,8 @@ without one gets occluders at uniform positions.
 Speed (CPU, one thread, uint8, default settings, median of 20 calls): about 3-4 ms per batch of
 B = 64 at 64 x 48 and about 17-26 ms per batch of B = 32 at 256 x 192 (a few dozen elementwise ops on
 the crops' pixels per occluder slot, vectorised over the batch, and one gather); the per-sample path
-of :class:`RandomOcclusion` costs about 1 ms per 64 x 48 crop and 2 ms per 256 x 192 crop.
+of [`RandomOcclusion`][visattn.data.RandomOcclusion] costs about 1 ms per 64 x 48 crop and 2 ms per 256 x 192
+crop.
 
 Shape alphabet: B batch, K keypoints, H x W input crop.
 """
@@ -66,7 +68,7 @@ _BAR_DARKEN = 0.35  # rim colour = colour moved this far towards the low end of 
 
 
 class OcclusionResult(NamedTuple):
-    """Output of :func:`occlude_batch`.
+    """Output of [`occlude_batch`][visattn.data.occlude_batch].
 
     Attributes:
         images: ``(B, 3, H, W)`` occluded crops, the input dtype (a new tensor).
@@ -118,7 +120,8 @@ def _check_kinds(value: Any) -> tuple[str, ...]:
 
 
 def _check_inputs(images: Any, keypoints: Any, flags: Any, generator: Any) -> None:
-    """Validate the batch arguments of :func:`occlude_batch` (types, shapes, dtypes, devices, flags)."""
+    """Validate the batch arguments of [`occlude_batch`][visattn.data.occlude_batch] (types, shapes, dtypes,
+    devices, flags)."""
     if not isinstance(images, torch.Tensor):
         raise TypeError(f"images must be a torch.Tensor (B, 3, H, W), got {type(images).__name__}")
     if images.dtype != torch.uint8 and not images.is_floating_point():
@@ -188,7 +191,7 @@ def occlude_batch(
             -> 2, covered -> 1: visibility labels from the occlusion alone).
 
     Returns:
-        :class:`OcclusionResult` ``(images, flags, covered, coverage)``.
+        [`OcclusionResult`][visattn.data.OcclusionResult] ``(images, flags, covered, coverage)``.
 
     Raises:
         TypeError: a non-tensor, a wrong dtype (bool or float flags, integer keypoints) or a bad setting type.
@@ -411,20 +414,22 @@ def _occlude(
 
 @dataclass(frozen=True)
 class RandomOcclusion:
-    """Occlusion augmentation settings; calls :func:`occlude_batch` and offers a per-sample numpy path.
+    """Occlusion augmentation settings; calls [`occlude_batch`][visattn.data.occlude_batch] and offers a
+    per-sample numpy path.
 
     ``RandomOcclusion(...)(images, keypoints, flags, generator=g)`` equals ``occlude_batch(images,
-    keypoints, flags, generator=g, **settings)``. :meth:`occlude_sample` is the path of
-    :class:`~visattn.data.TopDownCocoDataset` (``occlusion=``): one ``(H, W, 3)`` uint8 crop and a
-    ``numpy.random.Generator``, patches cut from another region of the same crop or from
-    ``patch_source``. Flags are COCO flags (visible iff v == 2); see :mod:`visattn.data.occlusion` for the
-    covered rule and the occluder kinds.
+    keypoints, flags, generator=g, **settings)``.
+    [`occlude_sample`][visattn.data.RandomOcclusion.occlude_sample] is the path of
+    [`TopDownCocoDataset`][visattn.data.TopDownCocoDataset] (``occlusion=``): one ``(H, W, 3)`` uint8 crop and
+    a ``numpy.random.Generator``, patches cut from another region of the same crop or from ``patch_source``.
+    Flags are COCO flags (visible iff v == 2); see `visattn.data.occlusion` for the covered rule and the
+    occluder kinds.
 
     Attributes:
         prob: probability that a sample gets occluders.
         count: ``(lo, hi)`` occluders per occluded sample, inclusive.
         scale: ``(lo, hi)`` occluder size relative to the crop (area ``(s * sqrt(H * W))**2``).
-        kinds: occluder kinds drawn uniformly (subset of :data:`OCCLUDER_KINDS`).
+        kinds: occluder kinds drawn uniformly (subset of `OCCLUDER_KINDS`).
         label_mode: ``"update"`` (covered -> 1) or ``"coverage"`` (labelled -> 2, covered -> 1).
 
     Example:
@@ -470,7 +475,7 @@ class RandomOcclusion:
         *,
         generator: torch.Generator | None = None,
     ) -> OcclusionResult:
-        """Occlude a batch: :func:`occlude_batch` with these settings."""
+        """Occlude a batch: [`occlude_batch`][visattn.data.occlude_batch] with these settings."""
         _check_inputs(images, keypoints, flags, generator)
         return _occlude(images, keypoints, flags, generator, self._settings(), source=None)
 

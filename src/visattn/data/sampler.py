@@ -47,7 +47,7 @@ class ShardSampler(Sampler[int]):
     """Evaluation sampler: rank ``r`` of ``world_size`` reads items ``r, r + world_size, ...``.
 
     Unlike ``DistributedSampler`` it neither pads nor repeats, so every item is evaluated exactly once
-    over all ranks (:class:`visattn.metrics.PoseEvaluator` gathers them).
+    over all ranks ([`visattn.metrics.PoseEvaluator`][visattn.metrics.PoseEvaluator] gathers them).
 
     Example:
         >>> list(ShardSampler(5, rank=1, world_size=2))

@@ -1,6 +1,7 @@
 """Procedural occluded-pose images in COCO ``person_keypoints`` format.
 
-:func:`make_synthetic_coco` writes ``num_images`` JPEG files and one COCO annotation file::
+[`make_synthetic_coco`][visattn.data.make_synthetic_coco] writes ``num_images`` JPEG files and one COCO
+annotation file::
 
     root/person_keypoints_<split_name>.json
     root/images/<split_name>_<index:06d>.jpg
@@ -18,7 +19,7 @@ Visibility flags come from the rendering itself. While drawing in painter's orde
 ``(H, W) int32`` records who painted each pixel last: ``0`` background (and clutter),
 ``owner_id(f, part) = 1 + f * PARTS_PER_FIGURE + part`` for part ``part`` of figure ``f``, and
 ``-(j + 1)`` for occluder ``j``. Each keypoint ``k`` has a fixed set of own parts
-(:data:`KEYPOINT_PARTS`: the limbs meeting at a joint, the torso for shoulders and hips, its dot for a
+(`KEYPOINT_PARTS`: the limbs meeting at a joint, the torso for shoulders and hips, its dot for a
 face keypoint). With ``(x, y)`` the keypoint and ``(round(x), round(y))`` its pixel:
 
 - ``v = 0`` iff the keypoint lies outside the image (``x < 0`` or ``x > W - 1``, same for ``y``);
@@ -27,10 +28,10 @@ face keypoint). With ``(x, y)`` the keypoint and ``(round(x), round(y))`` its pi
 - ``v = 1`` otherwise: labelled but covered by an occluder, another figure, or one of its own figure's
   other parts (self-occlusion: an arm across the torso, the far ear behind the head).
 
-The cause of each ``v = 1`` is recorded from the same owner map (:data:`OCCLUSION_CAUSES`): ``1`` an object
+The cause of each ``v = 1`` is recorded from the same owner map (`OCCLUSION_CAUSES`): ``1`` an object
 (an occluder), ``2`` another person, ``3`` the person's own body; ``0`` for keypoints that are not
 occluded. The annotation file stores it per keypoint in the extra field ``occlusion_cause`` (COCO tools
-ignore it) and :func:`occlusion_statistics` counts it.
+ignore it) and [`occlusion_statistics`][visattn.data.occlusion_statistics] counts it.
 
 Every image is rendered from its own generator ``numpy.random.default_rng([seed, index])``, so the
 files do not depend on ``num_workers`` and two runs with the same arguments write identical bytes.
@@ -120,12 +121,12 @@ class SyntheticImage(NamedTuple):
 
     Attributes:
         image: ``(H, W, 3)`` uint8 BGR image (as written to JPEG, before compression).
-        owner: ``(H, W)`` int32 owner map (0 background, :func:`owner_id` parts, ``-(j + 1)`` occluders).
+        owner: ``(H, W)`` int32 owner map (0 background, `owner_id` parts, ``-(j + 1)`` occluders).
         keypoints: ``(N, 17, 2)`` float64 true keypoint positions (also outside the image).
         flags: ``(N, 17)`` int64 COCO flags derived from ``owner`` (0 outside, 1 covered, 2 visible).
         boxes: ``(N, 4)`` float64 ``(x, y, w, h)`` boxes around the labelled keypoints, padded.
-        figures: ``(N,)`` int64 figure index ``f`` of each annotation (for :func:`owner_id`).
-        causes: ``(N, 17)`` int64 occlusion cause of each keypoint (:data:`OCCLUSION_CAUSES`: 0 not
+        figures: ``(N,)`` int64 figure index ``f`` of each annotation (for `owner_id`).
+        causes: ``(N, 17)`` int64 occlusion cause of each keypoint (`OCCLUSION_CAUSES`: 0 not
             occluded, 1 object, 2 another person, 3 self); non-zero exactly where ``flags == 1``.
     """
 
@@ -380,7 +381,7 @@ def _flags(owner: np.ndarray, keypoints: np.ndarray, figure: int) -> np.ndarray:
 
 
 def _causes(owner: np.ndarray, keypoints: np.ndarray, flags: np.ndarray, figure: int) -> np.ndarray:
-    """Occlusion cause of each of one figure's ``(17,)`` keypoints (:data:`OCCLUSION_CAUSES`)."""
+    """Occlusion cause of each of one figure's ``(17,)`` keypoints (`OCCLUSION_CAUSES`)."""
     h, w = owner.shape
     rx = np.clip(np.rint(keypoints[:, 0]), 0, w - 1).astype(np.int64)
     ry = np.clip(np.rint(keypoints[:, 1]), 0, h - 1).astype(np.int64)
@@ -425,7 +426,8 @@ def render_synthetic_image(
             beside the previous one so that neighbours overlap.
 
     Returns:
-        a :class:`SyntheticImage`; its ``flags`` follow the owner-map rule of the module docstring.
+        a [`SyntheticImage`][visattn.data.SyntheticImage]; its ``flags`` follow the owner-map rule of the
+        module docstring.
 
     Example:
         >>> s = render_synthetic_image(0, 0, image_size=(60, 80))
@@ -580,9 +582,10 @@ def make_synthetic_coco(
     ``[x, y, v] * 17`` with the COCO flags 0 / 1 / 2 derived from the rendering (module docstring);
     ``bbox`` surrounds the labelled keypoints with a small margin, ``area`` is half the box area (a
     stand-in for the segmentation area COCO uses as the OKS scale). The file loads with
-    ``pycocotools.coco.COCO`` and :class:`~visattn.data.TopDownCocoDataset`. With the defaults about
-    20-30% of labelled keypoints are occluded (v = 1), by objects, other people and the person's own body
-    (:func:`occlusion_statistics` counts them from the ``occlusion_cause`` field of each annotation).
+    ``pycocotools.coco.COCO`` and [`TopDownCocoDataset`][visattn.data.TopDownCocoDataset]. With the defaults
+    about 20-30% of labelled keypoints are occluded (v = 1), by objects, other people and the person's own
+    body ([`occlusion_statistics`][visattn.data.occlusion_statistics] counts them from the ``occlusion_cause``
+    field of each annotation).
 
     Args:
         root: output folder (created).
@@ -592,7 +595,7 @@ def make_synthetic_coco(
         max_people: at most this many figures per image (at least one).
         occluder_count: ``(low, high)`` occluders per image, scaled by ``occlusion_level``.
         occlusion_level: scales occluder count and size (``0``: no occluders).
-        crowd: CrowdPose-like crowding (see :func:`render_synthetic_image`).
+        crowd: CrowdPose-like crowding (see [`render_synthetic_image`][visattn.data.render_synthetic_image]).
         jpeg_quality: JPEG quality 1-100.
         split_name: prefix of the JSON and image names.
         num_workers: processes to render with (0: in this process); output does not depend on it.
@@ -681,7 +684,8 @@ def occlusion_statistics(annotations: str | os.PathLike[str] | dict[str, Any]) -
     """Occlusion statistics of a synthetic annotation file (or its loaded JSON dict).
 
     Args:
-        annotations: path of a file written by :func:`make_synthetic_coco`, or its parsed content.
+        annotations: path of a file written by [`make_synthetic_coco`][visattn.data.make_synthetic_coco], or
+            its parsed content.
 
     Returns:
         ``{"instances", "labelled", "occluded", "occluded_share", "object_share", "person_share",

@@ -125,7 +125,7 @@ def apply_affine(points: torch.Tensor, matrix: torch.Tensor) -> torch.Tensor:
 
     Args:
         points: ``(B, K, 2)`` floating points.
-        matrix: ``(B, 2, 3)`` matrices, e.g. from :func:`get_affine_matrix`.
+        matrix: ``(B, 2, 3)`` matrices, e.g. from [`get_affine_matrix`][visattn.data.get_affine_matrix].
 
     Returns:
         ``(B, K, 2)`` transformed points in the promoted dtype.

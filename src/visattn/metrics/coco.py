@@ -5,9 +5,9 @@ every paper reports. pycocotools is an optional dependency (``pip install visatt
 only when an evaluation runs; ``import visattn`` never imports it.
 
 The paper's Table 3 evaluates visible and occluded keypoints separately by changing the indicator of
-the OKS formula from ``v > 0`` to ``v == 2`` (visible) or ``v == 1`` (occluded). :func:`coco_keypoint_ap`
-implements this by editing an in-memory copy of the ground truth (never the file) before COCOeval
-sees it; see its docstring for the exact rule.
+the OKS formula from ``v > 0`` to ``v == 2`` (visible) or ``v == 1`` (occluded).
+[`coco_keypoint_ap`][visattn.metrics.coco_keypoint_ap] implements this by editing an in-memory copy of the
+ground truth (never the file) before COCOeval sees it; see its docstring for the exact rule.
 """
 
 from __future__ import annotations
@@ -83,7 +83,7 @@ def coco_keypoint_ap(
             "score"}`` dicts (not modified) or a path to such a JSON list.
         subset: ``"all"`` (flags ``v > 0``), ``"visible"`` (``v == 2``) or ``"occluded"`` (``v == 1``).
         keypoint_info: keypoint set whose OKS sigmas are used (name or
-            :class:`~visattn.keypoints.KeypointInfo`); ``None`` infers it from K in the file (17 COCO,
+            [`KeypointInfo`][visattn.keypoints.KeypointInfo]); ``None`` infers it from K in the file (17 COCO,
             14 CrowdPose).
         use_area: use the annotations' ``area`` as OKS scale and for the area ranges (COCO). ``False``
             uses ``0.53 * bbox w * h`` instead, the CrowdPose rule for files without areas.

@@ -49,7 +49,8 @@ from visattn.metrics._coco_files import (
 
 __all__ = ["CROWDPOSE_STAT_NAMES", "crowdpose_ap"]
 
-#: Keys returned by :func:`crowdpose_ap`, in the order of xtcocotools' CrowdPose ``stats``.
+#: Keys returned by [`crowdpose_ap`][visattn.metrics.crowdpose_ap], in the order of xtcocotools' CrowdPose
+#: ``stats``.
 CROWDPOSE_STAT_NAMES: tuple[str, ...] = (
     "AP",
     "AP50",
@@ -169,8 +170,8 @@ def crowdpose_ap(
         function does not.
 
     Raises:
-        ValueError: bad results (see :func:`~visattn.metrics.coco_keypoint_ap`), an image without a
-            finite numeric ``crowdIndex``, an annotation without ``keypoints`` / ``bbox``, thresholds
+        ValueError: bad results (see [`coco_keypoint_ap`][visattn.metrics.coco_keypoint_ap]), an image without
+            a finite numeric ``crowdIndex``, an annotation without ``keypoints`` / ``bbox``, thresholds
             out of order, or ``backend="xtcocotools"``.
         TypeError: ``crowd_thresholds`` is not a pair of numbers, or ``ann_file`` / ``results`` have the
             wrong type.

@@ -2,13 +2,13 @@
 
 Per instance (one person box) the loop passes image-space keypoints and their scores, optionally the
 box score, ground-truth keypoints, boxes and flags (for PCK) and VisNet logits (for visibility).
-:meth:`PoseEvaluator.compute` returns one flat dict of floats:
+[`PoseEvaluator.compute`][visattn.metrics.PoseEvaluator.compute] returns one flat dict of floats:
 
 - ``AP, AP50, AP75, APM, APL, AR, AR50, AR75, ARM, ARL`` (all labelled keypoints) and the same keys
   with the suffix ``_visible`` / ``_occluded`` (OKS over ``v == 2`` / ``v == 1`` keypoints only, see
-  :func:`~visattn.metrics.coco_keypoint_ap`), when an annotation file is given. With
+  [`coco_keypoint_ap`][visattn.metrics.coco_keypoint_ap]), when an annotation file is given. With
   ``crowdpose=True`` the unsuffixed keys are the CrowdPose protocol's ``AP, AP50, AP75, AR, AR50,
-  AR75, AP_easy, AP_medium, AP_hard`` (:func:`~visattn.metrics.crowdpose_ap`) and the suffixed subset
+  AR75, AP_easy, AP_medium, AP_hard`` ([`crowdpose_ap`][visattn.metrics.crowdpose_ap]) and the suffixed subset
   keys use ``use_area=False`` (0.53 * box area as scale, as CrowdPose files have no area).
 - ``PCK_all, PCK_visible, PCK_occluded`` when ``gt_keypoints``, ``boxes`` and ``flags`` are given
   (pooled over keypoints, or MMPose's mean per keypoint type with ``pck_mode="per_keypoint"``).
@@ -16,7 +16,8 @@ box score, ground-truth keypoints, boxes and flags (for PCK) and VisNet logits (
   counted as occluded, the paper's convention) and ``vis_balanced_accuracy, vis_roc_auc,
   vis_occluded_ap, vis_occluded_precision, vis_occluded_recall, vis_majority_accuracy`` (over the
   labelled keypoints: does VisNet find the ``v = 1`` ones? see
-  :func:`~visattn.metrics.visibility_ranking_metrics`) when ``vis_logits`` and ``flags`` are given.
+  [`visibility_ranking_metrics`][visattn.metrics.visibility_ranking_metrics]) when ``vis_logits`` and
+  ``flags`` are given.
 
 Instance score of a COCO result (the usual top-down rescoring of MMPose / SimpleBaseline):
 ``bbox_score * mean(keypoint scores > kpt_score_threshold)``, 0 when no keypoint score passes.
@@ -174,22 +175,23 @@ def _as_numpy(name: str, value: torch.Tensor | Sequence[int], dtype: type) -> np
 class PoseEvaluator:
     """Collects per-instance predictions and computes COCO AP (all/visible/occluded), PCK and visibility.
 
-    Works unchanged under ``torch.distributed``: :meth:`compute`, :meth:`results` and :meth:`dump` gather
-    every rank's instances (``all_gather_object``, so any backend and device works) and return the
-    same values on every rank; they are collective calls that every rank must make. A
-    ``DistributedSampler`` pads the last batch with repeated samples: pass ``instance_ids`` (the
-    annotation id or the dataset index) and duplicates of ``(image_id, instance_id)`` are dropped
-    (first kept); instances are then ordered by ``(image_id, instance_id)`` so the numbers do not
-    depend on the number of ranks, even for score ties.
+    Works unchanged under ``torch.distributed``: [`compute`][visattn.metrics.PoseEvaluator.compute],
+    [`results`][visattn.metrics.PoseEvaluator.results] and [`dump`][visattn.metrics.PoseEvaluator.dump] gather
+    every rank's instances (``all_gather_object``, so any backend and device works) and return the same values
+    on every rank; they are collective calls that every rank must make. A ``DistributedSampler`` pads the last
+    batch with repeated samples: pass ``instance_ids`` (the annotation id or the dataset index) and duplicates
+    of ``(image_id, instance_id)`` are dropped (first kept); instances are then ordered by
+    ``(image_id, instance_id)`` so the numbers do not depend on the number of ranks, even for score ties.
 
     Args:
         ann_file: COCO (or CrowdPose) annotation JSON path or loaded dict, or None to compute only PCK
             and visibility metrics.
-        keypoint_info: keypoint set (name or :class:`~visattn.keypoints.KeypointInfo`): K and OKS sigmas.
+        keypoint_info: keypoint set (name or [`KeypointInfo`][visattn.keypoints.KeypointInfo]): K and OKS
+            sigmas.
         crowdpose: report the CrowdPose protocol (AP_easy/medium/hard) instead of COCO's.
         pck_alpha: PCK threshold as a fraction of ``max(box w, h)``.
         pck_mode: ``"pooled"`` (all counted keypoints together) or ``"per_keypoint"`` (MMPose's mean
-            of the per-keypoint accuracies); see :func:`~visattn.metrics.pck`.
+            of the per-keypoint accuracies); see `pck`.
         vis_threshold: probability threshold of the visibility prediction.
         kpt_score_threshold: keypoint score threshold of the instance rescoring.
         nms_threshold: OKS threshold of per-image OKS-NMS on the COCO results, None (default) for no NMS.
@@ -350,17 +352,19 @@ class PoseEvaluator:
     def update_from_batch(
         self, batch: Mapping[str, Any], prediction: Prediction, input_size: Sequence[int]
     ) -> None:
-        """Add a batch of a :class:`~visattn.data.TopDownCocoDataset` and its predictions.
+        """Add a batch of a [`TopDownCocoDataset`][visattn.data.TopDownCocoDataset] and its predictions.
 
         Maps the predicted (and the ground-truth) keypoints from crop pixels back to image pixels with
-        the batch's ``center``, ``scale`` and ``rotation`` (:func:`visattn.data.crop_to_image`), and
-        passes the batch's ``image_id``, ``bbox_score``, ``area``, ``flags``, ``bbox`` (the PCK scale)
-        and ``index`` (the instance id that drops the samples a distributed sampler repeats) with the
-        prediction's scores and visibility logits to :meth:`update`.
+        the batch's ``center``, ``scale`` and ``rotation``
+        ([`visattn.data.crop_to_image`][visattn.data.crop_to_image]), and passes the batch's ``image_id``,
+        ``bbox_score``, ``area``, ``flags``, ``bbox`` (the PCK scale) and ``index`` (the instance id that
+        drops the samples a distributed sampler repeats) with the prediction's scores and visibility logits to
+        [`update`][visattn.metrics.PoseEvaluator.update].
 
         Args:
             batch: a collated dataset batch (tensors on any device).
-            prediction: :func:`visattn.inference.predict_crops` of the batch's images.
+            prediction: [`visattn.inference.predict_crops`][visattn.inference.predict_crops] of the batch's
+                images.
             input_size: ``(H, W)`` of the crops (``model.input_size``).
 
         Example:
@@ -457,7 +461,8 @@ class PoseEvaluator:
         return self._results_from(self._gathered())
 
     def dump(self, path: str | os.PathLike[str]) -> Path:
-        """Write :meth:`results` as JSON, atomically (temp file + ``os.replace``). Collective.
+        """Write [`results`][visattn.metrics.PoseEvaluator.results] as JSON, atomically (temp file +
+        ``os.replace``). Collective.
 
         Under ``torch.distributed`` every rank must call it and only rank 0 writes.
 

@@ -7,7 +7,7 @@ shoulders are unlabelled) and independent of the input resolution of the model. 
 parameter.
 
 Two ways to average the correct keypoints, chosen by ``mode`` (see
-:data:`PCK_MODES`):
+`PCK_MODES`):
 
 * ``"pooled"`` (visattn's default): all counted keypoints of all instances together,
   ``sum(correct) / sum(counted)``. Every keypoint has the same weight, so a keypoint type that is
@@ -21,7 +21,7 @@ keypoint labelled); they differ most on the ``"occluded"`` subset, where a few k
 most occluded labels.
 
 Subsets use COCO flags: ``"all"`` counts labelled keypoints (``v > 0``), ``"visible"`` ``v == 2`` and
-``"occluded"`` ``v == 1``, the same split as the visible/occluded OKS of :mod:`visattn.metrics.coco`.
+``"occluded"`` ``v == 1``, the same split as the visible/occluded OKS of `visattn.metrics.coco`.
 """
 
 from __future__ import annotations
@@ -37,12 +37,12 @@ from visattn.metrics.coco import SUBSETS
 
 __all__ = ["PCK_MODES", "pck", "pck_by_subset", "pck_counts"]
 
-#: Averaging conventions of :func:`pck`: visattn's pooled share and MMPose's mean per keypoint type.
+#: Averaging conventions of `pck`: visattn's pooled share and MMPose's mean per keypoint type.
 PCK_MODES = ("pooled", "per_keypoint")
 
 
 def check_pck_mode(name: str, mode: Any) -> str:
-    """Return ``mode`` if it is one of :data:`PCK_MODES`; TypeError for a non-string, ValueError else."""
+    """Return ``mode`` if it is one of `PCK_MODES`; TypeError for a non-string, ValueError else."""
     if not isinstance(mode, str):
         raise TypeError(f"{name} must be a str, one of {list(PCK_MODES)}, got {type(mode).__name__} {mode!r}")
     return check_choice(name, mode, PCK_MODES)
@@ -81,7 +81,7 @@ def pck_counts(
     alpha: float = 0.05,
     subset: str = "all",
 ) -> tuple[int, int]:
-    """Number of correct and of counted keypoints, the two sums behind the pooled :func:`pck`.
+    """Number of correct and of counted keypoints, the two sums behind the pooled `pck`.
 
     Keypoints of an instance whose box has ``max(w, h) <= 0`` are not counted (no scale).
 
@@ -133,7 +133,7 @@ def pck(
         boxes: ``(N, 4)`` person boxes ``(x, y, w, h)``, pixels.
         alpha: threshold as a fraction of ``max(w, h)`` (0.05, MMPose's default).
         subset: ``"all"`` (``v > 0``), ``"visible"`` (``v == 2``) or ``"occluded"`` (``v == 1``).
-        mode: ``"pooled" | "per_keypoint"`` (see :data:`PCK_MODES`).
+        mode: ``"pooled" | "per_keypoint"`` (see `PCK_MODES`).
 
     Returns:
         PCK in [0, 1]; NaN when no keypoint is counted (empty subset or ``N = 0``; MMPose reports 0
@@ -177,7 +177,7 @@ def pck_by_subset(
     alpha: float = 0.05,
     mode: str = "pooled",
 ) -> dict[str, float]:
-    """:func:`pck` for every subset: ``{"PCK_all", "PCK_visible", "PCK_occluded"}``.
+    """`pck` for every subset: ``{"PCK_all", "PCK_visible", "PCK_occluded"}``.
 
     Args:
         pred: ``(N, K, 2)`` predicted keypoints, pixels.
@@ -185,7 +185,7 @@ def pck_by_subset(
         flags: ``(N, K)`` COCO flags 0/1/2 (bools rejected).
         boxes: ``(N, 4)`` person boxes ``(x, y, w, h)``, pixels.
         alpha: threshold as a fraction of ``max(w, h)``.
-        mode: ``"pooled" | "per_keypoint"`` (see :func:`pck`), the same for every subset.
+        mode: ``"pooled" | "per_keypoint"`` (see `pck`), the same for every subset.
 
     Example:
         >>> pred = torch.tensor([[[0.0, 0.0], [9.0, 0.0], [50.0, 0.0]]])

@@ -18,8 +18,8 @@ TABLE_COLUMNS = ("AP", "AP50", "AP75", "APM", "APL", "AR")
 def format_table(results: Mapping[str, Mapping[str, float]], *, title: str = "") -> str:
     """Markdown table in the layout of the paper's Tables 2/3: one row per model x keypoint subset.
 
-    ``results`` maps a model name to a flat metrics dict from :class:`PoseEvaluator` (``AP``,
-    ``AP_visible``, ``AP50_occluded``, ..., ``vis_accuracy``). Values are printed in percent.
+    ``results`` maps a model name to a flat metrics dict from [`PoseEvaluator`][visattn.metrics.PoseEvaluator]
+    (``AP``, ``AP_visible``, ``AP50_occluded``, ..., ``vis_accuracy``). Values are printed in percent.
 
     Example:
         >>> print(format_table({"r50": {"AP": 0.7, "AP_visible": 0.8, "AP_occluded": 0.5}}).splitlines()[2])

@@ -2,7 +2,7 @@
 
 "Positive" means *visible*. Following the paper's footnote 1, the ground truth is visible iff the COCO
 flag is ``v == 2``; unlabelled keypoints (``v = 0``) count as occluded, like labelled occluded ones
-(``v = 1``). The conversion is :func:`visattn.visibility.flags_to_visible`.
+(``v = 1``). The conversion is [`visattn.visibility.flags_to_visible`][visattn.visibility.flags_to_visible].
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ __all__ = [
     "visibility_ranking_metrics",
 ]
 
-#: What :func:`calibrate_visibility_threshold` can maximise.
+#: What [`calibrate_visibility_threshold`][visattn.metrics.calibrate_visibility_threshold] can maximise.
 VISIBILITY_CRITERIA = ("balanced_accuracy", "accuracy", "occluded_f1")
 
 
@@ -36,7 +36,7 @@ def visibility_confusion(
         flags: ``(N, K)`` COCO flags 0/1/2 (visible iff ``v == 2``; ``v = 0`` counts as occluded) or
             a bool ``visible`` tensor.
         threshold: a keypoint is predicted visible when its probability is ``>= threshold`` (the rule of
-            :func:`visattn.visibility.predicted_visible`).
+            [`visattn.visibility.predicted_visible`][visattn.visibility.predicted_visible]).
         from_logits: ``vis`` holds logits (sigmoid applied here, in float32) rather than probabilities.
 
     Returns:
