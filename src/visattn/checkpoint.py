@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from visattn.cli import one_line
+from visattn.cli import CLIError, one_line
 
 __all__ = [
     "CheckpointError",
@@ -46,15 +46,9 @@ __all__ = [
 ]
 
 
-class CheckpointError(OSError):
-    """A checkpoint cannot be written or read; ``fix`` says what to do."""
-
-    def __init__(self, message: str, fix: str) -> None:
-        super().__init__(message)
-        self.fix = fix
-
-    def __str__(self) -> str:
-        return str(self.args[0])
+class CheckpointError(CLIError, OSError):
+    """A checkpoint cannot be written or read; ``fix`` says what to do (an ``OSError`` and a
+    :class:`visattn.cli.CLIError`: a command prints it as one line)."""
 
 
 CheckpointState = dict[str, Any]
