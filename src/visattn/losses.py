@@ -205,7 +205,7 @@ def heatmap_mse_loss(pred: torch.Tensor, target: torch.Tensor, weights: torch.Te
     w = _weights(weights, b, k)
     if p.numel() == 0:
         return _zero_like_graph(p, t)
-    per_keypoint = (p.float() - t.float()).square().mean(dim=(-2, -1))  # (B, K)
+    per_keypoint = F.mse_loss(p.float(), t.float(), reduction="none").mean(dim=(-2, -1))  # (B, K)
     return 0.5 * (per_keypoint * w.square()).mean()
 
 
