@@ -48,7 +48,7 @@ __all__ = [
 
 class CheckpointError(CLIError, OSError):
     """A checkpoint cannot be written or read; ``fix`` says what to do (an ``OSError`` and a
-    :class:`visattn.cli.CLIError`: a command prints it as one line)."""
+    [`CLIError`][visattn.cli.CLIError]: a command prints it as one line)."""
 
 
 CheckpointState = dict[str, Any]
