@@ -40,7 +40,8 @@ def check_tensor(
     Args:
         name: argument name used in the error message.
         value: the object to check.
-        spec: space-separated dimension names, e.g. ``"B K D"``.
+        spec: space-separated dimension names of the package's shape alphabet, e.g. ``"B K D"``, or
+            literal sizes (``"B K 2"``).
         floating: require a floating-point dtype.
         **sizes: required sizes for some of the names (``None`` means any).
 
@@ -55,9 +56,11 @@ def check_tensor(
     """
     dims = spec.split()
     fixed = {k: v for k, v in sizes.items() if v is not None}
+    fixed |= {d: int(d) for d in dims if d.isdigit()}  # literal sizes: "B K 2"
     expected = "(" + ", ".join(dims) + ")"
-    if fixed:
-        expected += " with " + ", ".join(f"{k}={v}" for k, v in fixed.items())
+    named = {k: v for k, v in fixed.items() if not k.isdigit()}
+    if named:
+        expected += " with " + ", ".join(f"{k}={v}" for k, v in named.items())
     if not isinstance(value, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor {expected}, got {type(value).__name__}")
     if floating and not value.is_floating_point():

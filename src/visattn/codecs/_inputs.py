@@ -68,11 +68,11 @@ def batch_keypoints(keypoints: Any, flags: Any) -> tuple[torch.Tensor, torch.Ten
     if not isinstance(flags, torch.Tensor):
         raise TypeError(f"flags must be a torch.Tensor (B, K) or (K,), got {type(flags).__name__}")
     if keypoints.dim() == 2:
-        kp = check_tensor("keypoints", keypoints, "K C", floating=True, C=2)
+        kp = check_tensor("keypoints", keypoints, "K 2", floating=True)
         fl = check_codec_flags(flags, "K", K=kp.shape[0])
         return kp.unsqueeze(0), fl.unsqueeze(0), True
     if keypoints.dim() == 3:
-        kp = check_tensor("keypoints", keypoints, "B K C", floating=True, C=2)
+        kp = check_tensor("keypoints", keypoints, "B K 2", floating=True)
         fl = check_codec_flags(flags, "B K", B=kp.shape[0], K=kp.shape[1])
         return kp, fl, False
     raise ValueError(f"keypoints must be (B, K, 2) or (K, 2), got {tuple(keypoints.shape)}")

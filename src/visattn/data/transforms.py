@@ -57,7 +57,7 @@ def box_to_center_scale(
         >>> c.tolist(), s.tolist()
         ([[25.0, 60.0]], [[75.0, 100.0]])
     """
-    check_tensor("boxes", boxes, "N four", floating=True, four=4)
+    check_tensor("boxes", boxes, "N 4", floating=True)
     aspect_ratio = check_positive_float("aspect_ratio", aspect_ratio)
     padding = check_positive_float("padding", padding)
     x, y, w, h = boxes.unbind(-1)
@@ -98,9 +98,9 @@ def get_affine_matrix(
         >>> (m[0] + 0.0).tolist()
         [[2.0, 0.0, -4.0], [0.0, 2.0, 48.0]]
     """
-    check_tensor("center", center, "B two", floating=True, two=2)
+    check_tensor("center", center, "B 2", floating=True)
     b = center.shape[0]
-    check_tensor("scale", scale, "B two", floating=True, B=b, two=2)
+    check_tensor("scale", scale, "B 2", floating=True, B=b)
     check_tensor("rotation", rotation, "B", B=b)
     out_h, out_w = check_size_pair("output_size", output_size)
     dtype = center.dtype
@@ -135,8 +135,8 @@ def apply_affine(points: torch.Tensor, matrix: torch.Tensor) -> torch.Tensor:
         >>> apply_affine(torch.tensor([[[1.0, 1.0]]]), m).tolist()
         [[[3.0, 2.0]]]
     """
-    check_tensor("points", points, "B K two", floating=True, two=2)
-    check_tensor("matrix", matrix, "B two three", floating=True, B=points.shape[0], two=2, three=3)
+    check_tensor("points", points, "B K 2", floating=True)
+    check_tensor("matrix", matrix, "B 2 3", floating=True, B=points.shape[0])
     return points @ matrix[:, :, :2].transpose(1, 2) + matrix[:, None, :, 2]  # (B, K, 2)
 
 
@@ -164,10 +164,10 @@ def crop_to_image(
         ...               torch.tensor([[96.0, 128.0]]), torch.zeros(1), (256, 192)).tolist()
         [[[50.0, 40.0]]]
     """
-    check_tensor("keypoints", keypoints, "B K two", floating=True, two=2)
+    check_tensor("keypoints", keypoints, "B K 2", floating=True)
     b = keypoints.shape[0]
-    check_tensor("center", center, "B two", floating=True, B=b, two=2)
-    check_tensor("scale", scale, "B two", floating=True, B=b, two=2)
+    check_tensor("center", center, "B 2", floating=True, B=b)
+    check_tensor("scale", scale, "B 2", floating=True, B=b)
     check_tensor("rotation", rotation, "B", B=b)
     matrix = get_affine_matrix(center.double(), scale.double(), rotation.double(), input_size, inverse=True)
     return apply_affine(keypoints.double(), matrix).to(keypoints.dtype)
@@ -197,7 +197,7 @@ def flip_keypoints(
         >>> kp.tolist(), fl.tolist()
         ([[[4.0, 6.0], [8.0, 2.0]]], [[1, 2]])
     """
-    check_tensor("keypoints", keypoints, "B K two", floating=True, two=2)
+    check_tensor("keypoints", keypoints, "B K 2", floating=True)
     b, k = keypoints.shape[:2]
     check_flags("flags", flags, "B K", B=b, K=k)
     if isinstance(flip_index, torch.Tensor):

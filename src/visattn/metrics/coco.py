@@ -165,9 +165,9 @@ def keypoint_oks(
         >>> keypoint_oks(p, p, torch.tensor([100.0]), sigmas=COCO_KEYPOINTS.sigmas).tolist()
         [1.0]
     """
-    check_tensor("pred", pred, "N K D", floating=True, D=2)
+    check_tensor("pred", pred, "N K 2", floating=True)
     n, k = pred.shape[:2]
-    check_tensor("gt", gt, "N K D", N=n, K=k, D=2)
+    check_tensor("gt", gt, "N K 2", N=n, K=k)
     check_tensor("areas", areas, "N", N=n)
     check_choice("subset", subset, SUBSETS)
     sig = torch.as_tensor(sigmas, dtype=pred.dtype, device=pred.device)

@@ -121,7 +121,7 @@ def oks_nms(
         ...         sigmas=[0.1, 0.1]).tolist()
         [False, True, True]
     """
-    check_tensor("keypoints", keypoints, "N K D", floating=True, D=2)
+    check_tensor("keypoints", keypoints, "N K 2", floating=True)
     n, k = keypoints.shape[:2]
     check_tensor("scores", scores, "N", floating=True, N=n)
     check_tensor("areas", areas, "N", N=n)

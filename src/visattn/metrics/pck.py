@@ -57,11 +57,11 @@ def _pck_masks(
     subset: str,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Validated ``(correct, counted)`` bool masks ``(N, K)`` (``alpha`` already checked by the caller)."""
-    check_tensor("pred", pred, "N K D", floating=True, D=2)
+    check_tensor("pred", pred, "N K 2", floating=True)
     n, k = pred.shape[:2]
-    check_tensor("gt", gt, "N K D", floating=True, N=n, K=k, D=2)
+    check_tensor("gt", gt, "N K 2", floating=True, N=n, K=k)
     check_flags("flags", flags, "N K", N=n, K=k)
-    check_tensor("boxes", boxes, "N D", floating=True, N=n, D=4)
+    check_tensor("boxes", boxes, "N 4", floating=True, N=n)
     check_choice("subset", subset, SUBSETS)
     if not bool(torch.isfinite(pred).all()) or not bool(torch.isfinite(gt).all()):
         raise ValueError("pred and gt must be finite (found NaN or inf)")
