@@ -6,6 +6,7 @@ import json
 from functools import partial
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -228,3 +229,31 @@ def test_predictor_inputs_and_checkpoint(tmp_path: Path) -> None:
         predictor(image, [[1, 2, 30, 40]], box_format="cxcywh")
     with pytest.raises(ValueError, match="K=14"):
         TopDownPredictor(model, keypoint_info="crowdpose")
+
+
+def test_detection_boxes_keep_every_instance(synthetic, tmp_path: Path) -> None:
+    """Detections all have ann_id -1: the glue's instance id (the dataset index) keeps each of them."""
+    ann, _ = synthetic
+    data = json.loads(ann.read_text())
+    dets = [
+        {"image_id": a["image_id"], "bbox": a["bbox"], "score": 1.0, "category_id": 1}
+        for a in data["annotations"]
+        if a["num_keypoints"] > 0
+    ]
+    assert len(dets) > len(data["images"])  # several people per image
+    det_file = tmp_path / "dets.json"
+    det_file.write_text(json.dumps(dets))
+    gt = TopDownCocoDataset(ann, ann.parent / "images", input_size=(32, 24))
+    by_det = TopDownCocoDataset(ann, ann.parent / "images", input_size=(32, 24), det_file=det_file)
+    assert len(by_det) == len(dets)
+    gt_batch = next(iter(DataLoader(gt, batch_size=len(gt))))
+    batch = next(iter(DataLoader(by_det, batch_size=len(by_det))))
+    assert (batch["ann_id"] == -1).all()
+    # the detections are the ground-truth boxes: predict the ground truth of each box, in its crop
+    order = [int(np.argmin([np.abs(np.array(b) - np.array(g)).sum() for g in gt_batch["bbox"].tolist()]))
+             for b in batch["bbox"].tolist()]  # fmt: skip
+    keypoints = gt_batch["keypoints"][order]
+    evaluator = PoseEvaluator(ann)
+    evaluator.update_from_batch(batch, Prediction(keypoints, torch.ones(len(dets), 17), None), (32, 24))
+    assert len(evaluator.results()) == len(dets)
+    assert evaluator.compute()["AP"] == pytest.approx(1.0)
