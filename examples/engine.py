@@ -1,4 +1,4 @@
-"""Runtime set-up shared by the example scripts: devices, torch.distributed, seeding, a checkpoint's model.
+"""Runtime set-up shared by the example scripts: devices, torch.distributed, seeding, the evaluation split.
 
 Everything else the scripts share (prediction, the flip test, evaluation, checkpoints, one-line errors)
 is in the package: :mod:`visattn.inference`, :mod:`visattn.metrics`, :mod:`visattn.checkpoint`,
@@ -20,10 +20,8 @@ import torch.distributed as dist
 from torch import nn
 
 from visattn import KeypointInfo, get_keypoint_info, list_keypoint_sets
-from visattn.checkpoint import read_checkpoint, state_dict_mismatch
 from visattn.cli import CLIError
 from visattn.data import TopDownCocoDataset
-from visattn.models import create_model
 
 
 def resolve_device(name: str, local_rank: int = 0) -> torch.device:
@@ -97,32 +95,6 @@ def keypoint_info(name: str) -> KeypointInfo:
         raise CLIError(
             f"unknown keypoint set {name!r}", f"use --keypoints {' | '.join(list_keypoint_sets())}"
         ) from None
-
-
-def load_model(path: str | Path, device: torch.device) -> tuple[dict[str, Any], nn.Module]:
-    """A checkpoint of ``train.py`` and its model rebuilt with :func:`visattn.models.create_model`."""
-    state = read_checkpoint(path)
-    if not isinstance(state, dict) or "model" not in state or "model_config" not in state:
-        raise CLIError(
-            f"{path} is not a visattn recipe checkpoint (no 'model' / 'model_config')",
-            "pass a checkpoint written by examples/train.py",
-        )
-    try:
-        model = create_model(
-            **{**state["model_config"], "pretrained_backbone": None, "hub_pretrained": False}
-        )
-    except (TypeError, ValueError) as err:
-        raise CLIError(
-            f"cannot rebuild the model from the checkpoint's config: {err}",
-            "pass a checkpoint written by this version of examples/train.py",
-        ) from None
-    mismatch = state_dict_mismatch(model, state["model"])
-    if mismatch:
-        raise CLIError(
-            f"checkpoint weights do not fit its config: {mismatch}", "retrain or pass another file"
-        )
-    model.load_state_dict(state["model"])
-    return state, model.to(device)
 
 
 def add_eval_args(parser: argparse.ArgumentParser) -> None:

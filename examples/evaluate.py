@@ -32,7 +32,7 @@ from pathlib import Path
 import torch.distributed as dist
 from torch.utils.data import DataLoader
 
-from engine import add_eval_args, amp_dtype, eval_dataset, init_distributed, load_model
+from engine import add_eval_args, amp_dtype, eval_dataset, init_distributed
 from visattn.cli import (
     NONNEGATIVE_INT,
     POSITIVE_INT,
@@ -46,6 +46,7 @@ from visattn.cli import (
 from visattn.data import ShardSampler, TopDownCollate
 from visattn.inference import evaluate
 from visattn.metrics import PoseEvaluator, format_table
+from visattn.models import load_model
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -78,7 +79,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         writable_dir(out.parent, "--output folder")
     if args.det_file is not None and not Path(args.det_file).is_file():
         raise CLIError(f"--det-file {args.det_file} does not exist", "pass a COCO detection results JSON")
-    state, model = load_model(args.checkpoint, device)
+    state, model = load_model(args.checkpoint)
+    model = model.to(device)
     dataset = eval_dataset(args, model, det_file=args.det_file, det_score_threshold=args.det_score_threshold)
     sampler = ShardSampler(len(dataset), info.rank, info.world_size)
     loader = DataLoader(

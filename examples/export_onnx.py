@@ -36,7 +36,6 @@ from typing import Any
 import torch
 from torch import nn
 
-from engine import load_model
 from visattn import HeatmapAdapter, SimCCAdapter, VisibilityMaskedReasoner
 from visattn.checkpoint import read_checkpoint, state_dict_mismatch
 from visattn.cli import (
@@ -49,6 +48,7 @@ from visattn.cli import (
     writable_dir,
 )
 from visattn.export import DeploymentModel, export_onnx
+from visattn.models import load_model
 
 #: Flags that describe the built-in demo adapter; a train.py checkpoint fixes them itself.
 DEMO_DEFAULTS: dict[str, Any] = {
@@ -106,13 +106,13 @@ def build_model(args: argparse.Namespace) -> tuple[SimCCAdapter | HeatmapAdapter
                 f"{flags} describe the demo model, but {args.checkpoint} stores its own model config",
                 "drop those flags when exporting a train.py checkpoint",
             )
-        _, model = load_model(args.checkpoint, torch.device("cpu"))
+        _, model = load_model(args.checkpoint)
         config = state["model_config"]
         if model.reasoner is not None and model.reasoner.mask_source == "ground_truth":
             # no flags at inference: the exported graph masks with VisNet's prediction instead
             model.reasoner.mask_source = "predicted"
             print("note: mask_source 'ground_truth' has no flags at inference; exporting with 'predicted'")
-        return model.eval(), f"{config['name']}/{config['head']} from {args.checkpoint}"
+        return model.eval(), f"{config['name']}/{config.get('head', 'simcc')} from {args.checkpoint}"
 
     # a plain state_dict of the demo adapter (the behaviour before train.py checkpoints were accepted)
     if isinstance(state, Mapping) and "state_dict" in state:

@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from engine import add_eval_args, eval_dataset, load_model
+from engine import add_eval_args, eval_dataset
 from visattn.cli import (
     NONNEGATIVE_INT,
     POSITIVE_INT,
@@ -39,6 +39,7 @@ from visattn.cli import (
 from visattn.data import TopDownCollate
 from visattn.inference import predict_crops
 from visattn.keypoints import KeypointInfo
+from visattn.models import load_model
 from visattn.viz import draw_attention, draw_pose, save_figure
 
 
@@ -93,7 +94,7 @@ def save_figures(
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(build_parser(), argv)
     output = writable_dir(args.output)
-    _, model = load_model(args.checkpoint, torch.device("cpu"))
+    _, model = load_model(args.checkpoint)
     dataset = eval_dataset(args, model)
     if args.start >= len(dataset):
         raise CLIError(f"--start {args.start} is outside 0..{len(dataset) - 1}", "pick a smaller --start")

@@ -76,6 +76,8 @@ def test_predict_crops_reads_flags_only_for_ground_truth_masks_and_unwraps() -> 
         predict_crops(nn.Linear(2, 2), images)
     with pytest.raises(ValueError, match="flags must be"):
         predict_crops(model, images, flags=flags[:, :5])
+    with pytest.raises(ValueError, match=r"flip_index must be a permutation of range\(K\) with K=17"):
+        predict_crops(model, images, flags=flags, flip_index=[1, 0])
 
 
 def test_average_outputs_keeps_none_fields_and_types() -> None:
@@ -225,6 +227,8 @@ def test_predictor_inputs_and_checkpoint(tmp_path: Path) -> None:
         predictor(image, [[1, 2, 30, 40]], box_scores=[0.5, 0.5])
     with pytest.raises(ValueError, match="uint8 RGB"):
         read_rgb(torch.zeros(3, 4, 5))
+    with pytest.raises(TypeError, match=r"boxes\[0\] must be \(N, 4\) numbers"):
+        predictor(image, [["a", "b", "c", "d"]])
     with pytest.raises(ValueError, match="box_format must be one of"):
         predictor(image, [[1, 2, 30, 40]], box_format="cxcywh")
     with pytest.raises(ValueError, match="K=14"):

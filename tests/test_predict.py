@@ -74,7 +74,7 @@ def test_one_image_and_one_line_errors(setup: tuple[Path, Path, torch.nn.Module]
         (["--checkpoint", root / "m.pt"], "no input given"),
         (
             ["--checkpoint", root / "m.pt", "--image", root / "nope.jpg", "--box", 1, 2, 30, 40],
-            "could not read",
+            "not found or unreadable",
         ),
         (["--checkpoint", root / "m.pt", "--image", image, "--box", 9, 9, 3, 3], "positive width and height"),
     ]:

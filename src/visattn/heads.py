@@ -28,6 +28,7 @@ from torch import nn
 
 from visattn._checks import check_positive_float, check_positive_int, check_size_pair, check_tensor
 from visattn.codecs import HeatmapCodec, HeatmapTargets, SimCCCodec, SimCCTargets
+from visattn.codecs._inputs import flip_index_tensor
 from visattn.losses import heatmap_mse_loss, simcc_kl_loss
 
 __all__ = ["HeatmapHead", "HeatmapOutput", "PoseHead", "SimCCHead", "SimCCOutput"]
@@ -101,13 +102,7 @@ class PoseHead(Protocol):
 
 def _permuted(value: torch.Tensor | None, index: torch.Tensor) -> torch.Tensor | None:
     """``value[:, index]`` for a ``(B, K)`` tensor, or ``None``."""
-    return None if value is None else value.index_select(1, index.to(value.device))
-
-
-def _flip_index(flip_index: Sequence[int] | torch.Tensor) -> torch.Tensor:
-    if isinstance(flip_index, torch.Tensor):
-        return flip_index.long()
-    return torch.as_tensor(list(flip_index), dtype=torch.long)
+    return None if value is None else value.index_select(1, index)
 
 
 class SimCCHead(nn.Module):
@@ -215,7 +210,7 @@ class SimCCHead(nn.Module):
         [`visattn.codecs.simcc_flip_back`][visattn.codecs.simcc_flip_back]); ``vis_logits`` and ``mask`` are
         permuted."""
         x, y = self.codec.flip_back(output.x_logits, output.y_logits, flip_index, shift=True)
-        index = _flip_index(flip_index)
+        index = flip_index_tensor(flip_index, x.shape[1], x.device)
         return SimCCOutput(x, y, _permuted(output.vis_logits, index), _permuted(output.mask, index))
 
     def loss(
@@ -304,7 +299,7 @@ class HeatmapHead(nn.Module):
         [`visattn.codecs.heatmap_flip_back`][visattn.codecs.heatmap_flip_back]); ``vis_logits`` and ``mask``
         are permuted."""
         heatmaps = self.codec.flip_back(output.heatmaps, flip_index, shift=True)
-        index = _flip_index(flip_index)
+        index = flip_index_tensor(flip_index, heatmaps.shape[1], heatmaps.device)
         return HeatmapOutput(heatmaps, _permuted(output.vis_logits, index), _permuted(output.mask, index))
 
     def loss(

@@ -24,8 +24,9 @@ import torch
 from torch import nn
 
 from visattn._checks import check_choice, check_flag_tensor, check_positive_int, check_tensor
+from visattn.codecs._inputs import flip_index_tensor
 from visattn.data._warp import crop_matrix
-from visattn.data.dataset import normalize_images
+from visattn.data.dataset import decode_image, normalize_images
 from visattn.data.transforms import box_to_center_scale, crop_to_image
 from visattn.keypoints import KeypointInfo, get_keypoint_info
 
@@ -75,6 +76,12 @@ def unwrap_model(model: nn.Module) -> nn.Module:
     model = getattr(model, "module", model)
     inner: nn.Module = getattr(model, "_orig_mod", model)
     return inner
+
+
+def _model_device(model: nn.Module) -> torch.device:
+    """Where the model's first parameter is (CPU for a model without parameters)."""
+    param = next(unwrap_model(model).parameters(), None)
+    return param.device if param is not None else torch.device("cpu")
 
 
 def average_outputs(first: Any, second: Any) -> Any:
@@ -147,9 +154,9 @@ def predict_crops(
         check_flag_tensor("flags", flags, "B K", B=images.shape[0])
     out = model(images, flags)
     if flip_index is not None:
-        index = torch.as_tensor(list(flip_index) if not isinstance(flip_index, torch.Tensor) else flip_index)
+        index = flip_index_tensor(flip_index, out[0].shape[1], images.device)  # every head's (B, K, ...)
         flipped_flags = None if flags is None else flags[:, index.to(flags.device)]
-        mirrored = head.flip_back(model(images.flip(-1), flipped_flags), flip_index)
+        mirrored = head.flip_back(model(images.flip(-1), flipped_flags), index)
         out = average_outputs(out, mirrored)
     keypoints, scores = head.decode(out)
     vis = out.vis_logits
@@ -187,10 +194,7 @@ def evaluate(
     Returns:
         the metrics dict of [`compute`][visattn.metrics.PoseEvaluator.compute].
     """
-    if device is None:
-        param = next(unwrap_model(model).parameters(), None)
-        device = param.device if param is not None else torch.device("cpu")
-    device = torch.device(device)
+    device = _model_device(model) if device is None else torch.device(device)
     head: Any = unwrap_model(model).head
     input_size: tuple[int, int] = head.input_size
     model.eval()
@@ -283,10 +287,7 @@ class TopDownPredictor:
         if not isinstance(flip_test, bool):
             raise TypeError(f"flip_test must be a bool, got {type(flip_test).__name__}")
         self.batch_size = check_positive_int("batch_size", batch_size)
-        if device is None:
-            param = next(model.parameters(), None)
-            device = param.device if param is not None else torch.device("cpu")
-        self.device = torch.device(device)
+        self.device = _model_device(model) if device is None else torch.device(device)
         self.model = model.to(self.device).eval()
         self.input_size: tuple[int, int] = tuple(head.input_size)  # type: ignore[assignment]
         self.flip_test = flip_test
@@ -302,18 +303,9 @@ class TopDownPredictor:
         ``keypoint_info`` defaults to the checkpoint's ``--keypoints`` (else COCO); other keyword arguments
         go to the constructor.
         """
-        from visattn.checkpoint import CheckpointError, read_checkpoint
-        from visattn.models import create_model
+        from visattn.models import load_model
 
-        state = read_checkpoint(os.fspath(path))
-        if not isinstance(state, dict) or "model" not in state or "model_config" not in state:
-            raise CheckpointError(
-                f"{path} has no 'model' / 'model_config'", "pass a checkpoint written by examples/train.py"
-            )
-        model = create_model(
-            **{**state["model_config"], "pretrained_backbone": None, "hub_pretrained": False}
-        )
-        model.load_state_dict(state["model"])
+        state, model = load_model(os.fspath(path))
         saved = state.get("args", {}).get("keypoints") if isinstance(state.get("args"), dict) else None
         return cls(model, keypoint_info=keypoint_info or saved or "coco", **kwargs)
 
@@ -386,26 +378,17 @@ class TopDownPredictor:
 def read_rgb(
     source: str | os.PathLike[str] | np.ndarray | torch.Tensor, *, name: str = "image"
 ) -> np.ndarray:
-    """An image as an ``(H, W, 3)`` RGB uint8 array: read from a file (OpenCV), or checked and converted.
+    """An image as an ``(H, W, 3)`` RGB uint8 array: decoded from a file as
+    [`TopDownCocoDataset`][visattn.data.TopDownCocoDataset] decodes it (stored pixel orientation, EXIF
+    ignored; a missing, truncated or undecodable file is an
+    [`ImageReadError`][visattn.data.ImageReadError]), or checked and converted.
 
     Example:
         >>> read_rgb(torch.zeros(3, 4, 5, dtype=torch.uint8)).shape
         (4, 5, 3)
     """
-    if isinstance(source, (str, os.PathLike)):
-        from visattn.data import ImageReadError
-        from visattn.data._deps import require_cv2
-
-        cv2 = require_cv2()
-        path = os.fspath(source)
-        try:
-            data = np.fromfile(path, dtype=np.uint8)
-        except OSError as err:
-            raise ImageReadError(f"could not read image file {path} ({err.strerror or err})") from None
-        bgr = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
-        if bgr is None:
-            raise ImageReadError(f"could not decode image file {path}")
-        return np.ascontiguousarray(bgr[:, :, ::-1])
+    if isinstance(source, (str, os.PathLike)):  # the dataset's decoder: same pixels as its crops
+        return np.ascontiguousarray(decode_image(os.fspath(source))[:, :, ::-1])
     if isinstance(source, torch.Tensor):
         if source.dim() != 3 or source.shape[0] != 3 or source.dtype != torch.uint8:
             raise ValueError(
@@ -422,7 +405,10 @@ def read_rgb(
 
 
 def _boxes_xywh(boxes: Any, box_format: str, name: str) -> np.ndarray:
-    array = np.asarray(boxes.cpu() if isinstance(boxes, torch.Tensor) else boxes, dtype=np.float64)
+    try:
+        array = np.asarray(boxes.cpu() if isinstance(boxes, torch.Tensor) else boxes, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be (N, 4) numbers, got {type(boxes).__name__} {boxes!r:.60}") from None
     if array.size == 0:
         return np.zeros((0, 4))
     if array.ndim == 1:
@@ -439,9 +425,11 @@ def _boxes_xywh(boxes: Any, box_format: str, name: str) -> np.ndarray:
 def _box_scores(scores: Any, n: int, name: str) -> np.ndarray:
     if scores is None:
         return np.ones(n)
-    array = np.asarray(
-        scores.cpu() if isinstance(scores, torch.Tensor) else scores, dtype=np.float64
-    ).reshape(-1)
+    try:
+        array = np.asarray(scores.cpu() if isinstance(scores, torch.Tensor) else scores, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be (N,) numbers, got {type(scores).__name__} {scores!r:.60}") from None
+    array = array.reshape(-1)
     if array.shape != (n,):
         raise ValueError(f"{name} must hold one score per box ({n}), got {array.shape}")
     return array

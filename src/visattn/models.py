@@ -32,7 +32,7 @@ from visattn._checks import check_choice, check_positive_int, check_size_pair
 from visattn.adapters import HeatmapAdapter, ReasonerFactory, SimCCAdapter
 from visattn.reasoner import VisibilityMaskedReasoner
 
-__all__ = ["HEADS", "NORMS", "create_model", "list_models", "tiny_net"]
+__all__ = ["HEADS", "NORMS", "create_model", "list_models", "load_model", "tiny_net"]
 
 #: Head kinds of [`create_model`][visattn.models.create_model].
 HEADS = ("simcc", "heatmap")
@@ -264,3 +264,50 @@ def create_model(
         _ListHead(trunk, final), k, heatmap_size=heatmap_size, input_size=(height, width),
         sigma=2.0 if sigma is None else sigma, refinement=refinement, reasoner=reasoner,
     )  # fmt: skip
+
+
+def load_model(path: str | Path) -> tuple[dict[str, Any], SimCCAdapter | HeatmapAdapter]:
+    """A checkpoint holding ``model`` weights and ``model_config`` (the :func:`create_model` keyword
+    arguments, as ``examples/train.py`` writes them) and the model rebuilt from it, weights loaded.
+
+    Read with ``weights_only=True``
+    ([`visattn.checkpoint.read_checkpoint`][visattn.checkpoint.read_checkpoint]); no ImageNet weights are
+    fetched. Every failure is a
+    [`CheckpointError`][visattn.checkpoint.CheckpointError] saying what does not fit.
+
+    Returns:
+        ``(state, model)``: the checkpoint dict and the model (on the CPU, in training mode).
+
+    Example:
+        >>> import tempfile
+        >>> from visattn.checkpoint import save_checkpoint
+        >>> config = {"name": "tiny", "input_size": [32, 24], "visattn": False}
+        >>> path = Path(tempfile.mkdtemp()) / "m.pt"
+        >>> save_checkpoint(path, {"model": create_model(**config).state_dict(), "model_config": config})
+        >>> type(load_model(path)[1]).__name__
+        'SimCCAdapter'
+    """
+    from visattn.checkpoint import CheckpointError, read_checkpoint, state_dict_mismatch
+
+    state = read_checkpoint(path)
+    if not isinstance(state, dict) or "model" not in state or not isinstance(state.get("model_config"), dict):
+        raise CheckpointError(
+            f"{path} is not a visattn checkpoint (no 'model' / 'model_config')",
+            "pass a checkpoint written by examples/train.py",
+        )
+    try:
+        model = create_model(
+            **{**state["model_config"], "pretrained_backbone": None, "hub_pretrained": False}
+        )
+    except (TypeError, ValueError) as err:
+        raise CheckpointError(
+            f"cannot rebuild the model from the checkpoint's config: {err}",
+            "pass a checkpoint written by this version of examples/train.py",
+        ) from None
+    mismatch = state_dict_mismatch(model, state["model"])
+    if mismatch:
+        raise CheckpointError(
+            f"checkpoint weights do not fit its config: {mismatch}", "retrain or pass another file"
+        )
+    model.load_state_dict(state["model"])
+    return state, model

@@ -287,10 +287,11 @@ def _truncation(data: bytes) -> str | None:
     return None
 
 
-def _decode_image(path: str, expected: tuple[int, int]) -> np.ndarray:
+def decode_image(path: str, expected: tuple[int, int] = (0, 0)) -> np.ndarray:
     """Decode ``path`` to BGR uint8 in its stored pixel orientation (EXIF orientation is ignored).
 
-    Every failure is an [`ImageReadError`][visattn.data.ImageReadError] naming the file: missing or
+    Used by the dataset and by [`visattn.inference.read_rgb`][visattn.inference.read_rgb]. Every failure is
+    an [`ImageReadError`][visattn.data.ImageReadError] naming the file: missing or
     unreadable, truncated JPEG / PNG, an OpenCV decode error (e.g. a header claiming a huge size), or a size
     that differs from ``expected`` ``(height, width)`` of the annotation file (0: not checked).
     """
@@ -639,7 +640,7 @@ class TopDownCocoDataset(Dataset[dict[str, torch.Tensor]]):
                 continue
             if decode:
                 try:
-                    _decode_image(path, self._sizes[pos])
+                    decode_image(path, self._sizes[pos])
                 except ImageReadError:
                     bad.append(path)
         return bad
@@ -655,7 +656,7 @@ class TopDownCocoDataset(Dataset[dict[str, torch.Tensor]]):
         if path in self._bad:
             raise ImageReadError(f"image file not found or unreadable: {path} {where}")
         try:
-            image = _decode_image(path, self._sizes[pos])
+            image = decode_image(path, self._sizes[pos])
         except ImageReadError as err:
             raise ImageReadError(f"{err} {where}") from None
         if self.cache_images:
