@@ -29,7 +29,7 @@ from torch import nn
 from visattn._checks import check_positive_float, check_positive_int, check_size_pair, check_tensor
 from visattn.codecs import HeatmapCodec, HeatmapTargets, SimCCCodec, SimCCTargets
 from visattn.codecs._inputs import flip_index_tensor
-from visattn.losses import heatmap_mse_loss, simcc_kl_loss
+from visattn.losses import SimCCKLLoss, heatmap_mse_loss
 
 __all__ = ["HeatmapHead", "HeatmapOutput", "PoseHead", "SimCCHead", "SimCCOutput"]
 
@@ -163,13 +163,7 @@ class SimCCHead(nn.Module):
     ) -> None:
         super().__init__()
         self.in_dim = check_positive_int("in_dim", in_dim)
-        self.kl_settings: dict[str, Any] = {
-            "beta": beta,
-            "label_softmax": label_softmax,
-            "label_beta": label_beta,
-        }
-        one = torch.zeros(1, 1, 1)
-        simcc_kl_loss(one, one, one, one, torch.ones(1, 1), **self.kl_settings)  # checks the settings
+        self.kl_loss = SimCCKLLoss(beta=beta, label_softmax=label_softmax, label_beta=label_beta)
         self.input_size = check_size_pair("input_size", input_size)
         self.split_ratio = check_positive_float("split_ratio", split_ratio)
         if not isinstance(bias, bool):
@@ -219,8 +213,9 @@ class SimCCHead(nn.Module):
         """SimCC KL loss ([`visattn.losses.simcc_kl_loss`][visattn.losses.simcc_kl_loss]) with
         ``targets.weights`` or ``weights``."""
         w = targets.weights if weights is None else weights
-        x, y = output.x_logits, output.y_logits
-        return simcc_kl_loss(x, y, targets.x_labels, targets.y_labels, w, **self.kl_settings)
+        pred, target = (output.x_logits, output.y_logits), (targets.x_labels, targets.y_labels)
+        loss: torch.Tensor = self.kl_loss(pred, target, w)
+        return loss
 
     def extra_repr(self) -> str:
         return (
