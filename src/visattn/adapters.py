@@ -100,13 +100,16 @@ def select_feature_map(
         )
     if not items:
         raise TypeError(f"{name} is an empty {type(output).__name__}; expected a tensor (B, C, Hf, Wf)")
-    shapes = {key: tuple(v.shape) if isinstance(v, torch.Tensor) else type(v).__name__ for key, v in items}
+
+    def shapes() -> dict[Any, Any]:  # for the error messages only
+        return {key: tuple(v.shape) if isinstance(v, torch.Tensor) else type(v).__name__ for key, v in items}
+
     if isinstance(feature_index, bool):
         raise TypeError(f"feature_index must be an int position or a dict key, got {feature_index!r}")
     if feature_index is None:
         if len(items) > 1:
             raise ValueError(
-                f"{name} is a {type(output).__name__} of {len(items)} feature maps {shapes}; pass "
+                f"{name} is a {type(output).__name__} of {len(items)} feature maps {shapes()}; pass "
                 "feature_index (a position or key) to say which one the adapter uses"
             )
         feature_index = items[0][0]
@@ -116,7 +119,7 @@ def select_feature_map(
             selected = output[feature_index]
         except (IndexError, KeyError, TypeError):
             raise ValueError(
-                f"feature_index {feature_index!r} is not in {name}, which holds {shapes}"
+                f"feature_index {feature_index!r} is not in {name}, which holds {shapes()}"
             ) from None
     if not isinstance(selected, torch.Tensor):
         raise TypeError(f"{name}[{feature_index!r}] must be a tensor, got {type(selected).__name__}")

@@ -4,8 +4,8 @@ A user error in a visattn command (``visattn-predict``, the recipes in ``example
 line ``error: <what> fix: <how>`` on stderr with exit status 2, never as a traceback:
 [`run_cli`][visattn.cli.run_cli] turns [`CLIError`][visattn.cli.CLIError],
 [`visattn.data.ImageReadError`][visattn.data.ImageReadError] (also from a DataLoader worker), any other
-``OSError`` and exceptions that carry a ``fix`` attribute (e.g.
-[`visattn.checkpoint.CheckpointError`][visattn.checkpoint.CheckpointError]) into that line.
+``OSError`` and [`visattn.checkpoint.CheckpointError`][visattn.checkpoint.CheckpointError] (a ``CLIError``)
+into that line.
 """
 
 from __future__ import annotations
@@ -72,8 +72,8 @@ def run_cli(main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | N
 
     Besides [`CLIError`][visattn.cli.CLIError] this covers an unreadable image
     ([`visattn.data.ImageReadError`][visattn.data.ImageReadError], also from a DataLoader worker), any other
-    ``OSError`` (a missing, unreadable or unwritable path) and any exception with a ``fix`` string attribute
-    (such as [`visattn.checkpoint.CheckpointError`][visattn.checkpoint.CheckpointError]).
+    ``OSError`` (a missing, unreadable or unwritable path). A
+    [`visattn.checkpoint.CheckpointError`][visattn.checkpoint.CheckpointError] is a ``CLIError``.
     """
     from visattn.data import ImageReadError
 
@@ -89,10 +89,8 @@ def run_cli(main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | N
         )
         print(CLIError(one_line(err), fix).line(), file=sys.stderr)
         code = 2
-    except Exception as err:
-        if not isinstance(err, OSError) and not isinstance(getattr(err, "fix", None), str):
-            raise
-        fix = getattr(err, "fix", None) or (
+    except OSError as err:
+        fix = (
             "check the path in the message: it must exist and be readable, its folder writable, the disk free"
         )
         print(CLIError(one_line(err), fix).line(), file=sys.stderr)
@@ -222,16 +220,13 @@ def load_json_config(path: str | Path, known: set[str]) -> dict[str, Any]:
     return data
 
 
-def parse_args(
-    parser: argparse.ArgumentParser, argv: Sequence[str] | None, bounds: Mapping[str, Bound] | None = None
-) -> argparse.Namespace:
+def parse_args(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:
     """Parse ``argv`` with defaults from a JSON ``--config FILE`` (flags override it), all values checked.
 
     A parser without a ``--config`` flag only gets the range checks. Config keys are flag names
     (argparse dests); each value is checked like a command-line value: booleans for switches,
-    ``choices``, lists for ``nargs`` flags, and [`Bound`][visattn.cli.Bound] ranges (flags whose ``type`` is a
-    [`Bound`][visattn.cli.Bound], and ``bounds``; reported as the config key when the bad value came from the
-    file).
+    ``choices``, lists for ``nargs`` flags, and the ranges of flags whose ``type`` is a
+    [`Bound`][visattn.cli.Bound] (reported as the config key when the bad value came from the file).
     """
     pre, _ = parser.parse_known_args(argv)
     config_file = getattr(pre, "config", None)
@@ -269,7 +264,7 @@ def parse_args(
         parser.set_defaults(**defaults)
     args = parser.parse_args(argv)
     typed = {a.dest: a.type for a in parser._actions if isinstance(a.type, Bound)}
-    check_numbers(args, {**typed, **(bounds or {})}, config=defaults, config_file=config_file)
+    check_numbers(args, typed, config=defaults, config_file=config_file)
     return args
 
 
