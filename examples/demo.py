@@ -49,7 +49,14 @@ import torch
 
 from ablation import INPUT_SIZE, QUICK, VARIANTS, Budget, mean_std, prepare_data, run_variant
 from visattn import COCO_KEYPOINTS
-from visattn.cli import OneLineArgumentParser, run_cli
+from visattn.cli import (
+    NONNEGATIVE_INT,
+    POSITIVE_FLOAT,
+    POSITIVE_INT,
+    OneLineArgumentParser,
+    parse_args,
+    run_cli,
+)
 
 #: The three rows of the demo: (label, benchmark variant).
 ROWS = (("plain", "plain"), ("visattn", "best"), ("oracle", "ground_truth"))
@@ -115,26 +122,24 @@ def build_parser() -> argparse.ArgumentParser:
         prog="demo.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     p.add_argument("--output", default="demo_out", help="folder for the data, metrics and figures")
-    p.add_argument("--seeds", type=int, nargs="+", default=[0], help="training seeds (each trains every row)")
-    p.add_argument("--steps", type=int, default=Budget.steps, help="training steps per variant")
-    p.add_argument("--batch-size", type=int, default=Budget.batch_size)
-    p.add_argument("--lr", type=float, default=Budget.lr, help="one-cycle peak learning rate")
-    p.add_argument("--train-images", type=int, default=6000)
-    p.add_argument("--val-images", type=int, default=600)
-    p.add_argument("--calib-images", type=int, default=300)
-    p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch default)")
+    p.add_argument(
+        "--seeds", type=NONNEGATIVE_INT, nargs="+", default=[0], help="training seeds (each trains every row)"
+    )
+    p.add_argument("--steps", type=POSITIVE_INT, default=Budget.steps, help="training steps per variant")
+    p.add_argument("--batch-size", type=POSITIVE_INT, default=Budget.batch_size)
+    p.add_argument("--lr", type=POSITIVE_FLOAT, default=Budget.lr, help="one-cycle peak learning rate")
+    p.add_argument("--train-images", type=POSITIVE_INT, default=6000)
+    p.add_argument("--val-images", type=POSITIVE_INT, default=600)
+    p.add_argument("--calib-images", type=POSITIVE_INT, default=300)
+    p.add_argument("--threads", type=NONNEGATIVE_INT, default=0, help="torch threads (0: torch default)")
     p.add_argument("--quick", action="store_true", help="smoke run: 96/32/32 images, 20 steps")
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parse_args(build_parser(), argv)
     if args.quick:
         vars(args).update(QUICK)
-    for name in ("steps", "batch_size", "train_images", "val_images", "calib_images"):
-        if getattr(args, name) < 1:
-            parser.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
     if args.threads:
         torch.set_num_threads(args.threads)
     t_start = time.perf_counter()

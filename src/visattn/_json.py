@@ -1,12 +1,14 @@
-"""Reading JSON files with errors that name the file (shared by the datasets and the metrics)."""
+"""JSON files: reading with errors that name the file, writing atomically (datasets, metrics, predict)."""
 
 from __future__ import annotations
 
 import json
+import os
+import tempfile
 from pathlib import Path
 from typing import Any
 
-__all__ = ["read_json"]
+__all__ = ["read_json", "write_json"]
 
 
 def read_json(path: Path, what: str) -> Any:
@@ -25,3 +27,19 @@ def read_json(path: Path, what: str) -> Any:
         ) from None
     except UnicodeDecodeError as err:
         raise ValueError(f"{what} {path} is not UTF-8 JSON text ({err.reason} at byte {err.start})") from None
+
+
+def write_json(path: str | os.PathLike[str], payload: Any) -> Path:
+    """Write ``payload`` as JSON atomically: a temporary file in the target folder, then ``os.replace``
+    (the folder is created; a failed write leaves any previous file as it was)."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        with os.fdopen(fd, "w") as handle:
+            json.dump(payload, handle)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return target

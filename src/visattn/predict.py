@@ -21,17 +21,14 @@ The checkpoint is one written by ``examples/train.py`` (weights and the
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import sys
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from visattn._json import read_json
+from visattn._json import write_json
 from visattn.cli import (
     POSITIVE_INT,
     PROBABILITY,
@@ -42,6 +39,7 @@ from visattn.cli import (
     writable_dir,
 )
 from visattn.inference import PersonPose, TopDownPredictor
+from visattn.keypoints import KeypointInfo
 from visattn.metrics import instance_scores
 
 __all__ = ["build_parser", "main", "main_cli", "results_json"]
@@ -70,7 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _jobs(args: argparse.Namespace) -> list[tuple[int, Path, list[list[float]], list[float]]]:
+def _jobs(
+    args: argparse.Namespace, keypoint_info: KeypointInfo
+) -> list[tuple[int, Path, list[list[float]], list[float]]]:
     """``(image_id, path, xywh boxes, box scores)`` per image, from --image/--box or a split."""
     if args.image is not None:
         if args.ann_file or args.det_file:
@@ -81,33 +81,22 @@ def _jobs(args: argparse.Namespace) -> list[tuple[int, Path, list[list[float]], 
         return [(0, Path(args.image), boxes, [1.0] * len(boxes))]
     if args.ann_file is None or args.image_dir is None:
         raise CLIError("no input given", "pass --image FILE --box ..., or --ann-file and --image-dir")
+    from visattn.data import TopDownCocoDataset  # the evaluation's loader: same validation, boxes, clipping
+
     try:
-        data = read_json(Path(args.ann_file), "annotation file")
-        images = {int(im["id"]): Path(args.image_dir) / im["file_name"] for im in data["images"]}
-        per_image: dict[int, tuple[list[list[float]], list[float]]] = {i: ([], []) for i in images}
-        if args.det_file is None:
-            for ann in data["annotations"]:
-                if (
-                    not ann.get("iscrowd", 0)
-                    and ann.get("num_keypoints", 1) > 0
-                    and ann["image_id"] in images
-                ):
-                    per_image[ann["image_id"]][0].append([float(v) for v in ann["bbox"]])
-                    per_image[ann["image_id"]][1].append(1.0)
-        else:
-            for det in read_json(Path(args.det_file), "detection file"):
-                if det.get("category_id", 1) == 1 and det["score"] >= args.det_score_threshold:
-                    if det["image_id"] not in images:
-                        raise CLIError(
-                            f"--det-file has a box of image_id {det['image_id']}, which --ann-file lacks",
-                            "pass the detections of this split",
-                        )
-                    per_image[det["image_id"]][0].append([float(v) for v in det["bbox"]])
-                    per_image[det["image_id"]][1].append(float(det["score"]))
+        dataset = TopDownCocoDataset(
+            args.ann_file, args.image_dir, keypoint_info=keypoint_info, det_file=args.det_file,
+            det_score_threshold=args.det_score_threshold,
+        )  # fmt: skip
     except (KeyError, TypeError, ValueError) as err:
         raise CLIError(f"cannot read the split: {err}", "pass COCO keypoint / detection JSON files") from None
-    boxes_ok = {i: (b, s) for i, (b, s) in per_image.items() if b and all(w > 0 and h > 0 for *_, w, h in b)}
-    return [(i, images[i], *boxes_ok[i]) for i in sorted(boxes_ok)]
+    per_image: dict[int, tuple[Path, list[list[float]], list[float]]] = {}
+    for index in range(len(dataset)):
+        image_id, path, box, score = dataset.instance(index)
+        entry = per_image.setdefault(image_id, (Path(path), [], []))
+        entry[1].append(list(box))
+        entry[2].append(score)
+    return [(i, *per_image[i]) for i in sorted(per_image)]
 
 
 def results_json(image_id: int, people: Sequence[PersonPose]) -> list[dict[str, Any]]:
@@ -136,13 +125,6 @@ def results_json(image_id: int, people: Sequence[PersonPose]) -> list[dict[str, 
     return out
 
 
-def _write_json(path: Path, payload: Any) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w") as handle:
-        json.dump(payload, handle)
-    os.replace(tmp, path)
-
-
 def _draw(folder: Path, image_path: Path, people: Sequence[PersonPose], predictor: TopDownPredictor) -> Path:
     from matplotlib.figure import Figure
 
@@ -164,7 +146,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     output = Path(args.output)
     writable_dir(output.parent if str(output.parent) else Path("."), "--output folder")
     draw = writable_dir(args.draw, "--draw") if args.draw else None
-    jobs = _jobs(args)
     try:
         device = torch.device(args.device)
     except RuntimeError:
@@ -177,6 +158,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise CLIError(
             f"cannot build the model of {args.checkpoint}: {err}", "pass a train.py checkpoint"
         ) from None
+    jobs = _jobs(args, predictor.keypoint_info)
     results: list[dict[str, Any]] = []
     for image_id, path, boxes, scores in jobs:
         try:
@@ -186,7 +168,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         results += results_json(image_id, people)
         if draw is not None and people:
             print(f"drew {_draw(draw, path, people, predictor)}")
-    _write_json(output, results)
+    write_json(output, results)
     print(f"{len(results)} people in {len(jobs)} image(s) -> {output}")
     return 0
 

@@ -626,6 +626,28 @@ class TopDownCocoDataset(Dataset[dict[str, torch.Tensor]]):
         """Path of the image that sample ``index`` is cropped from."""
         return self.image_files[int(self._image_index[index])]
 
+    def instance(self, index: int) -> tuple[int, str, tuple[float, float, float, float], float]:
+        """``(image_id, image path, box (x, y, w, h), box score)`` of sample ``index`` without reading its
+        image: the box as validated and clipped when the file was loaded (a detection's score, 1 for a
+        ground-truth box). ``visattn-predict`` takes its boxes from here.
+
+        Example:
+            >>> import tempfile
+            >>> from visattn.data import make_synthetic_coco
+            >>> root = Path(tempfile.mkdtemp())
+            >>> ds = TopDownCocoDataset(make_synthetic_coco(root, 1, image_size=(60, 80)), root / "images")
+            >>> image_id, path, box, score = ds.instance(0)
+            >>> image_id, Path(path).name, len(box), score
+            (1, 'train_000000.jpg', 4, 1.0)
+        """
+        x, y, w, h = (float(v) for v in self._boxes[index])
+        return (
+            int(self._meta_image_id[index]),
+            self.image_path(index),
+            (x, y, w, h),
+            float(self._scores[index]),
+        )
+
     def find_unreadable_images(self, *, decode: bool = False) -> list[str]:
         """Image files of this dataset that are missing or, with ``decode``, fail the checks of reading.
 

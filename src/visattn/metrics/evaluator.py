@@ -27,9 +27,7 @@ true positives); ``nms_threshold=0.9`` enables MMPose's greedy per-image OKS-NMS
 
 from __future__ import annotations
 
-import json
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -39,6 +37,7 @@ import torch
 import torch.distributed as dist
 
 from visattn._checks import check_flags, check_positive_float, check_probability, check_tensor
+from visattn._json import write_json
 from visattn.data.transforms import crop_to_image
 from visattn.inference import Prediction
 from visattn.keypoints import KeypointInfo, get_keypoint_info
@@ -473,16 +472,7 @@ class PoseEvaluator:
         target = Path(path)
         if dist.is_available() and dist.is_initialized() and dist.get_rank() != 0:
             return target
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-        try:
-            with os.fdopen(fd, "w") as f:
-                json.dump(results, f)
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        return target
+        return write_json(target, results)
 
     def compute(self) -> dict[str, float]:
         """Every metric the accumulated inputs allow, as one flat dict of floats. Collective.
