@@ -32,6 +32,7 @@ import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -202,23 +203,13 @@ def datasets(args: argparse.Namespace, info: DistInfo, output: Path, input_size:
                 "--synthetic generates COCO keypoints", "drop --keypoints or pass --keypoints coco"
             )
         n_val = args.synthetic_val or max(8, args.synthetic // 8)
-        spec, wanted = (
-            output / "data" / "synthetic.json",
-            {"train": args.synthetic, "val": n_val, "seed": args.seed},
-        )
-        if info.is_main and spec.is_file() and json.loads(spec.read_text()) != wanted:
-            print(f"note: regenerating the synthetic set in {spec.parent} ({spec.read_text()} -> {wanted})")
+        synthetic = partial(make_synthetic_splits, output / "data", args.synthetic, n_val, seed=args.seed)
         if info.is_main:
-            make_synthetic_splits(
-                output / "data", args.synthetic, n_val, seed=args.seed, num_workers=args.workers
-            )
+            synthetic(num_workers=args.workers, on_regenerate=print)
         if info.enabled:
             dist.barrier()
-        paths = [
-            output / "data" / s / f
-            for s in ("train", "val")
-            for f in (f"person_keypoints_{s}.json", "images")
-        ]
+        splits = synthetic()  # every rank: the files rank 0 has written
+        paths = [*splits["train"], *splits["val"]]
     elif args.data_root is None:
         raise CLIError("no training data given", "pass --data-root DIR (COCO layout) or --synthetic N")
     elif not Path(args.data_root).is_dir():

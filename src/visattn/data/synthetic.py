@@ -44,7 +44,7 @@ import json
 import math
 import multiprocessing
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -740,7 +740,13 @@ def occlusion_statistics(annotations: str | os.PathLike[str] | dict[str, Any]) -
 
 
 def make_synthetic_splits(
-    root: str | os.PathLike[str], train: int, val: int, *, seed: int = 0, num_workers: int = 0
+    root: str | os.PathLike[str],
+    train: int,
+    val: int,
+    *,
+    seed: int = 0,
+    num_workers: int = 0,
+    on_regenerate: Callable[[str], None] | None = None,
 ) -> dict[str, tuple[Path, Path]]:
     """A synthetic train and val split under ``root``, generated only when missing or of other sizes.
 
@@ -754,6 +760,8 @@ def make_synthetic_splits(
         val: number of validation images (>= 1).
         seed: seed of the training split.
         num_workers: rendering processes (the files do not depend on it).
+        on_regenerate: called with a one-line note when an existing set of other sizes is replaced
+            (e.g. ``print``).
 
     Returns:
         ``{"train": (annotation file, image folder), "val": (...)}``.
@@ -772,6 +780,8 @@ def make_synthetic_splits(
     }
     spec_file = folder / "synthetic.json"
     found = json.loads(spec_file.read_text()) if spec_file.is_file() else None
+    if found is not None and found != spec and on_regenerate is not None:
+        on_regenerate(f"note: regenerating the synthetic set in {folder} ({found} -> {spec})")
     if found != spec or not all(ann.is_file() for ann, _ in out.values()):
         make_synthetic_coco(folder / "train", train, seed=seed, num_workers=num_workers)
         make_synthetic_coco(
