@@ -425,26 +425,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     steps = min(steps, args.max_steps_per_epoch) if args.max_steps_per_epoch else steps
     groups = param_groups(model, lr=args.lr, reasoner_lr=args.reasoner_lr, weight_decay=args.weight_decay)
     optimizer = torch.optim.AdamW(groups)
-    schedule = {key: getattr(args, key) for key in SCHEDULE_FLAGS}
-    lambdas = lr_lambdas(optimizer.param_groups, args.epochs * steps, iters_per_epoch=steps, **schedule)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambdas)
     scaler = torch.amp.GradScaler(device.type, enabled=args.amp == "fp16")
     epoch0, step0, global_step, best = 0, 0, 0, {"AP": -1.0, "epoch": 0}
     if state is not None:  # the moments from the checkpoint; lr, weight decay and schedule from the flags
         model.load_state_dict(state["model"])
         epoch0, step0, global_step, best = state["epoch"], state["step"], state["global_step"], state["best"]
-        fresh = [(g["weight_decay"], g["initial_lr"]) for g in optimizer.param_groups]
+        fresh = [(g["weight_decay"], g["lr"]) for g in optimizer.param_groups]
         optimizer.load_state_dict(state["optimizer"])
         for group, (decay, base_lr) in zip(optimizer.param_groups, fresh):
             group["weight_decay"], group["initial_lr"] = decay, base_lr
-        scheduler.last_epoch = global_step  # the rebuilt schedule at the saved step
-        for group, base_lr, factor in zip(optimizer.param_groups, scheduler.base_lrs, scheduler.lr_lambdas):
-            group["lr"] = base_lr * factor(global_step)
         scaler.load_state_dict(state["scaler"])
         if len(state["rng"]) == info.world_size:
             set_rng_state(state["rng"][info.rank])
     else:
         seed_everything(args.seed + info.rank, deterministic=args.deterministic)  # per-rank randomness
+    schedule = {key: getattr(args, key) for key in SCHEDULE_FLAGS}
+    lambdas = lr_lambdas(optimizer.param_groups, args.epochs * steps, iters_per_epoch=steps, **schedule)
+    # built from the flags, at the saved step when resuming
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambdas, last_epoch=global_step - 1)
     wrapped: nn.Module = model
     if info.enabled:
         wrapped = nn.parallel.DistributedDataParallel(
@@ -452,10 +450,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     vis_loss = VIS_LOSSES[args.vis_loss]()
     criterion = VisibilityAwareLoss(model.head, args.vis_weight, args.pose_keypoints, vis_loss=vis_loss)
-    run = Run(
-        torch.compile(wrapped) if args.compile else wrapped, criterion, optimizer, scheduler, scaler, device
-    )
-    run.global_step = global_step
+    compiled = torch.compile(wrapped) if args.compile else wrapped
+    run = Run(compiled, criterion, optimizer, scheduler, scaler, device, global_step)
     loader_kw = {"collate_fn": TopDownCollate(model.head.codec), "num_workers": args.workers}
     loader_kw |= {"pin_memory": device.type == "cuda", "worker_init_fn": seed_worker}
     shard = ShardSampler(len(val_set), info.rank, info.world_size)
