@@ -77,21 +77,15 @@ def test_parsers_without_config_get_the_range_checks() -> None:
         parse_args(p, ["--n", "-3"])
 
 
-def test_amp_warning_names_the_slow_case(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_amp_warning_names_the_slow_case(tmp_path: Path) -> None:
     assert amp_warning("none", "cpu") is None
     assert amp_warning("bf16", "cuda") is None
     assert amp_warning("fp16", "cpu") is None
-    original = Path.read_text
-
-    def fake(path: Path, *a: object, **k: object) -> str:
-        if str(path) == "/proc/cpuinfo":
-            return fake.text  # type: ignore[attr-defined]
-        return original(path, *a, **k)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(Path, "read_text", fake)
-    fake.text = "flags : fpu avx2 avx512f"  # type: ignore[attr-defined]
-    warning = amp_warning("bf16", "cpu")
+    slow, fast = tmp_path / "avx2", tmp_path / "bf16"
+    slow.write_text("flags\t\t: fpu sse avx2 avx512f\n")
+    fast.write_text("flags\t\t: fpu sse avx2 avx512f avx512_bf16\n")
+    warning = amp_warning("bf16", "cpu", slow)
     assert warning is not None
     assert "no native bf16" in warning
-    fake.text = "flags : fpu avx2 avx512f avx512_bf16"  # type: ignore[attr-defined]
-    assert amp_warning("bf16", "cpu") is None
+    assert amp_warning("bf16", "cpu", fast) is None
+    assert amp_warning("bf16", "cpu", tmp_path / "missing") is None  # no cpuinfo: no guess

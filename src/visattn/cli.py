@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import re
 import sys
 import tempfile
@@ -268,11 +269,11 @@ def parse_args(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> a
     return args
 
 
-def amp_warning(amp: str, device_type: str) -> str | None:
+def amp_warning(amp: str, device_type: str, cpuinfo: str | os.PathLike[str] = "/proc/cpuinfo") -> str | None:
     """A warning for ``--amp bf16`` on a CPU without native bf16 (AVX512-BF16 or AMX), else ``None``.
 
-    There autocast emulates bf16 and the layer runs about ten times slower than in float32. Read from
-    ``/proc/cpuinfo`` (no warning where it does not exist).
+    There autocast emulates bf16 and the layer runs about ten times slower than in float32. The CPU's
+    flags are read from ``cpuinfo`` (no warning where that file does not exist).
 
     Example:
         >>> amp_warning("none", "cpu") is None
@@ -281,7 +282,7 @@ def amp_warning(amp: str, device_type: str) -> str | None:
     if amp != "bf16" or device_type != "cpu":
         return None
     try:
-        flags = Path("/proc/cpuinfo").read_text()
+        flags = Path(cpuinfo).read_text()
     except OSError:
         return None
     if "avx512_bf16" in flags or "amx_bf16" in flags:
