@@ -1,11 +1,25 @@
 from __future__ import annotations
 
+import math
+
+import numpy as np
 import pytest
 import torch
+from torch import nn
 
 from tests.helpers import assert_close
-from visattn.codecs import simcc_num_bins
-from visattn.heads import SimCCHead
+from visattn.codecs import (
+    heatmap_decode,
+    heatmap_encode,
+    heatmap_flip_back,
+    simcc_decode,
+    simcc_encode,
+    simcc_flip_back,
+    simcc_num_bins,
+)
+from visattn.heads import HeatmapHead, HeatmapOutput, PoseHead, SimCCHead, SimCCOutput
+from visattn.keypoints import get_keypoint_info
+from visattn.losses import heatmap_mse_loss, simcc_kl_loss
 
 
 @pytest.mark.parametrize(
@@ -87,23 +101,6 @@ def test_bad_arguments() -> None:
 
 # ----------------------------------------------------------------------------------------------------
 # the head protocol: targets, decoding, flip-back and loss owned by each head kind
-
-import math  # noqa: E402
-
-import numpy as np  # noqa: E402
-from torch import nn  # noqa: E402
-
-from visattn.codecs import (  # noqa: E402
-    heatmap_decode,
-    heatmap_encode,
-    heatmap_flip_back,
-    simcc_decode,
-    simcc_encode,
-    simcc_flip_back,
-)
-from visattn.heads import HeatmapHead, HeatmapOutput, PoseHead, SimCCOutput  # noqa: E402
-from visattn.keypoints import get_keypoint_info  # noqa: E402
-from visattn.losses import heatmap_mse_loss, simcc_kl_loss  # noqa: E402
 
 FLIP = get_keypoint_info("coco").flip_index
 

@@ -137,6 +137,16 @@ def test_kl_matches_loop_definition_and_authors_loop():
     assert_close(loss, TorchLoopKL()(x, y, tx, ty, w))
 
 
+def tiny_float64_inputs():
+    """Logits (with grad), soft labels and weights small enough for gradcheck: B = K = 2, 5 / 4 bins."""
+    x64 = torch.randn(2, 2, 5, dtype=torch.float64, requires_grad=True)
+    y64 = torch.randn(2, 2, 4, dtype=torch.float64, requires_grad=True)
+    tx64 = torch.softmax(torch.randn(2, 2, 5, dtype=torch.float64), dim=-1)
+    ty64 = torch.softmax(torch.randn(2, 2, 4, dtype=torch.float64), dim=-1)
+    w64 = torch.tensor([[1.0, 0.0], [1.0, 1.0]], dtype=torch.float64)
+    return x64, y64, tx64, ty64, w64
+
+
 def test_kl_gradients_match_loop_and_gradcheck():
     x, y, tx, ty, w = simcc_inputs()
     gx, gy = torch.autograd.grad(simcc_kl_loss(x, y, tx, ty, w), (x, y))
@@ -144,11 +154,7 @@ def test_kl_gradients_match_loop_and_gradcheck():
     assert_close(gx, ex)
     assert_close(gy, ey)
     # tiny float64 inputs; the loss computes in float32 by design, hence the loose tolerance
-    x64 = torch.randn(2, 2, 5, dtype=torch.float64, requires_grad=True)
-    y64 = torch.randn(2, 2, 4, dtype=torch.float64, requires_grad=True)
-    tx64 = torch.softmax(torch.randn(2, 2, 5, dtype=torch.float64), dim=-1)
-    ty64 = torch.softmax(torch.randn(2, 2, 4, dtype=torch.float64), dim=-1)
-    w64 = torch.tensor([[1.0, 0.0], [1.0, 1.0]], dtype=torch.float64)
+    x64, y64, tx64, ty64, w64 = tiny_float64_inputs()
     assert torch.autograd.gradcheck(
         lambda a, b: simcc_kl_loss(a, b, tx64, ty64, w64).double(), (x64, y64), eps=1e-3, atol=1e-3
     )
@@ -605,11 +611,7 @@ def test_kl_temperature_changes_the_loss_and_has_correct_gradients():
     assert simcc_kl_loss(x, y, tx, ty, w, beta=10.0).item() != pytest.approx(
         simcc_kl_loss(x, y, tx, ty, w).item()
     )
-    x64 = torch.randn(2, 2, 5, dtype=torch.float64, requires_grad=True)
-    y64 = torch.randn(2, 2, 4, dtype=torch.float64, requires_grad=True)
-    tx64 = torch.softmax(torch.randn(2, 2, 5, dtype=torch.float64), dim=-1)
-    ty64 = torch.softmax(torch.randn(2, 2, 4, dtype=torch.float64), dim=-1)
-    w64 = torch.tensor([[1.0, 0.0], [1.0, 1.0]], dtype=torch.float64)
+    x64, y64, tx64, ty64, w64 = tiny_float64_inputs()
     assert torch.autograd.gradcheck(
         lambda a, b: simcc_kl_loss(a, b, tx64, ty64, w64, beta=3.0, label_softmax=True).double(),
         (x64, y64),
