@@ -437,6 +437,8 @@ def test_visibility_aware_rejects_bad_flags_without_reading_their_values():
         crit(out, targets, torch.tensor([[2, 2, 2]]))
     with pytest.raises(TypeError, match="flags must hold COCO flags"):
         crit(out, targets, torch.tensor([[True, False]]))
+    with pytest.raises(TypeError, match="output must be the model's output NamedTuple"):
+        crit((torch.zeros(1, 2, 3, 3),), targets, torch.tensor([[2, 2]]))
     # values are checked where flags enter (dataset, codec): a loss never reads them (no device sync)
     assert crit(out, targets, torch.tensor([[3, 2]])).total.item() == 0.0
 

@@ -548,7 +548,12 @@ class VisibilityAwareLoss(nn.Module):
         Returns:
             [`LossOutput`][visattn.losses.LossOutput] ``(total, pose, vis)`` of float32 scalars.
         """
-        first = output[0] if isinstance(output, tuple) and output else None  # every head's (B, K, ...)
+        if not isinstance(output, tuple) or not hasattr(output, "vis_logits"):
+            raise TypeError(
+                "output must be the model's output NamedTuple (SimCCOutput, HeatmapOutput), got "
+                f"{type(output).__name__}"
+            )
+        first = output[0] if output else None  # every head's (B, K, ...)
         sizes = first.shape[:2] if isinstance(first, torch.Tensor) and first.dim() >= 2 else (None, None)
         w = check_tensor("targets.weights", getattr(targets, "weights", None), "B K", B=sizes[0], K=sizes[1])
         check_flag_tensor("flags", flags, "B K", B=w.shape[0], K=w.shape[1])
