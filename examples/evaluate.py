@@ -108,6 +108,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(format_table({args.name or Path(args.checkpoint).parent.name or "model": metrics}))
         print(f"metrics written to {out}")
     if info.enabled:
+        dist.barrier()  # every rank done with its collectives before the group goes away
         dist.destroy_process_group()
     return 0
 

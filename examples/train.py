@@ -510,6 +510,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     log.print(f"done: {args.epochs} epochs, {summary}; checkpoints in {output}")
     if info.enabled:
+        dist.barrier()  # every rank done with its collectives before the group goes away
         dist.destroy_process_group()
     return 0
 

@@ -267,8 +267,9 @@ def create_model(
 
 
 def load_model(path: str | Path) -> tuple[dict[str, Any], SimCCAdapter | HeatmapAdapter]:
-    """A checkpoint holding ``model`` weights and ``model_config`` (the :func:`create_model` keyword
-    arguments, as ``examples/train.py`` writes them) and the model rebuilt from it, weights loaded.
+    """A checkpoint holding ``model`` weights and ``model_config`` (the
+    [`create_model`][visattn.models.create_model] keyword arguments, as ``examples/train.py`` writes
+    them) and the model rebuilt from it, weights loaded.
 
     Read with ``weights_only=True``
     ([`visattn.checkpoint.read_checkpoint`][visattn.checkpoint.read_checkpoint]); no ImageNet weights are
